@@ -1,0 +1,279 @@
+"""`llama-harness` / `python -m harness`: thin commands over the package.
+
+Every failure is one line on stderr and a documented exit code (see harness.errors); a traceback
+is shown only with `-v` and only for a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from harness import __version__, assets, matrix, progress
+from harness.api import DEFAULT_REPO, LibraryDownloader
+from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
+from harness.matrix import Cell, Matrix
+from harness.provision import all_platform_cells, pick, resolve
+
+log = logging.getLogger("harness")
+
+EPILOG = """exit codes: 0 all good; 1 some cell failed; 2 usage or configuration error;
+3 source error (unreachable, HTTP error, rate limited, asset missing);
+4 integrity error (digest mismatch, unsafe archive)"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"llama-harness: error: {message} (see --help)\n")
+
+
+def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
+    d = argparse.SUPPRESS if suppress else None
+    p.add_argument("--matrix", metavar="PATH", default=d,
+                   help="matrix file (default: ./matrix.yaml)")
+    p.add_argument("--cache-dir", metavar="DIR", default=d,
+                   help="cache folder (env LLAMA_HARNESS_CACHE; default: the user cache dir)")
+    p.add_argument("--api-url", metavar="URL", default=d,
+                   help="GitHub API (env LLAMA_HARNESS_API_URL; default https://api.github.com)")
+    p.add_argument("--repo", metavar="OWNER/NAME", default=d,
+                   help=f"release repository (default: matrix.yaml's, else {DEFAULT_REPO})")
+    p.add_argument("--jobs", metavar="N", type=int, default=d, help="parallel downloads (8)")
+    p.add_argument("--json", action="store_true", default=d, help="machine-readable stdout")
+    p.add_argument("-v", "--verbose", action="count", default=d, help="more log lines")
+    p.add_argument("-q", "--quiet", action="store_true", default=d, help="errors only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="llama-harness", description=__doc__, epilog=EPILOG,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"llama-harness {__version__}")
+    _globals(top, suppress=False)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
+        _globals(p, suppress=True)
+        return p
+
+    p = cmd("releases", "list releases (tag, date, prerelease, assets, the build a v* names)")
+    p.add_argument("--limit", type=int, default=30, help="how many (default 30; 0 = all)")
+    p = cmd("assets", "each asset of a release with size, digest and the cell it serves")
+    p.add_argument("release")
+    p = cmd("download", "provision cells: verified, extracted, cached (default: all of matrix.yaml)")
+    p.add_argument("releases", nargs="*", metavar="RELEASE")
+    for axis in ("os", "arch", "variant"):
+        p.add_argument(f"--{axis}", action="append", default=[], metavar=axis.upper(),
+                       help=f"only this {axis} (repeatable, or comma-separated)")
+    p.add_argument("--host", action="store_true", help="this machine's asset only")
+    p.add_argument("--all-platforms", action="store_true", help="every binary asset")
+    p.add_argument("--verify", choices=matrix.VERIFY_POLICIES, default=None,
+                   help="digest policy (default: matrix.yaml's, else if-available)")
+    p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
+    cmd("test-download", "check the host's asset of the newest release is reachable")
+    p = cmd("verify", "re-hash every cached archive against its recorded digest")
+    p.add_argument("--repair", action="store_true", help="re-download what is wrong")
+    p = cmd("clean-cache", "remove cached releases (all by default)")
+    p.add_argument("release", nargs="?")
+    return top
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [v for item in values for v in item.split(",") if v]
+
+
+def _matrix(args: argparse.Namespace, required: bool) -> Matrix | None:
+    path = Path(args.matrix or "matrix.yaml")
+    if args.matrix or path.exists() or required:
+        return matrix.load(path)
+    return None
+
+
+def _downloader(args: argparse.Namespace, m: Matrix | None, verify: str | None = None) -> LibraryDownloader:
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: must be at least 1")
+    return LibraryDownloader(
+        args.cache_dir,
+        api_url=args.api_url,
+        repo=args.repo or (m.repo if m else DEFAULT_REPO),
+        jobs=args.jobs or 8,
+        verify=verify or (m.verify if m else "if-available"),
+        progress=progress.wanted(args.json, args.quiet),
+    )
+
+
+def _print(args: argparse.Namespace, data: Any, lines: Sequence[str]) -> None:
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for line in lines:
+            print(line)
+
+
+def cmd_releases(args: argparse.Namespace) -> int:
+    dl = _downloader(args, _matrix(args, False))
+    rels = dl.list_releases(args.limit or None)
+    rows = [r.to_json() for r in rels]
+    lines = [
+        f"{r['tag']:<12} {str(r['published_at'] or '')[:10]:<10} "
+        f"{'prerelease' if r['prerelease'] else 'release':<10} {r['assets']:>3} assets"
+        + (f"  → {r['build']}" if r["build"] and r["build"] != r["tag"] else "")
+        for r in rows
+    ]
+    _print(args, rows, lines)
+    return EXIT_OK
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    dl = _downloader(args, _matrix(args, False))
+    rel = dl.get_release(args.release)
+    rows = [a.to_json() for a in rel.assets]
+    lines = [f"{rel.tag} (build {rel.build})"] + [
+        f"  {r['name']:<60} {r['size']:>12,}  {(r['digest'] or 'no digest')[:23]:<23}  "
+        + (f"{r['os']}/{r['arch']}/{r['variant']}" if r["kind"] != "unmatched" else "unmatched")
+        + (" (companion)" if r["kind"] == "companion" else "")
+        for r in rows
+    ]
+    _print(args, rows, lines)
+    return EXIT_OK
+
+
+def _download_cells(args: argparse.Namespace, m: Matrix | None, dl: LibraryDownloader) -> list[Cell]:
+    oses, arches, variants = _split(args.os), _split(args.arch), _split(args.variant)
+    tags = list(args.releases) or (list(m.releases) if m else [])
+    if args.host:
+        hos, harch = assets.host_platform()
+        cells = [Cell(t, hos, harch, assets.default_variant(hos, harch)) for t in tags]
+    elif args.all_platforms or (args.releases and m is None):
+        rels = resolve(dl.source, tags)
+        cells = []
+        for tag, rel in rels.items():
+            if isinstance(rel, HarnessError):
+                raise rel
+            cells += all_platform_cells(tag, rel)
+    else:
+        assert m is not None
+        cells = m.cells(tags)
+    for axis, allowed in (("os", matrix.OSES), ("arch", matrix.ARCHES)):
+        for value in {"os": oses, "arch": arches}[axis]:
+            if value not in allowed:
+                raise ConfigError(f"--{axis} {value!r}: allowed: {', '.join(allowed)}")
+    cells = matrix.filter_cells(cells, oses, arches, variants)
+    if args.shard:
+        cells = matrix.shard(cells, *matrix.parse_shard(args.shard))
+    return cells
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    needs_matrix = not args.releases and not args.host and not args.all_platforms
+    m = _matrix(args, required=needs_matrix or (not args.releases))
+    dl = _downloader(args, m, args.verify)
+    cells = _download_cells(args, m, dl)
+    if not cells:
+        raise ConfigError("no cells to download (check the filters and excludes)")
+    results = dl.download_cells(cells, raise_errors=False)
+    lines = []
+    for r in results:
+        c = r.cell
+        head = f"{c.release:<10} {c.os}/{c.arch}/{c.variant:<12}"
+        if r.error:
+            lines.append(f"{head} ERROR {r.error}")
+        else:
+            assert r.stored
+            how = "cached" if r.stored.cached else f"downloaded from {r.source}"
+            lines.append(f"{head} {r.asset} ({how}, {r.stored.verify}) → {r.stored.path}")
+    _print(args, [r.to_json() for r in results], lines)
+    errors = [r.error for r in results if r.error]
+    for err in errors:
+        print(f"llama-harness: error: {err}", file=sys.stderr)
+    return max((e.exit_code for e in errors), default=EXIT_OK)
+
+
+def cmd_test_download(args: argparse.Namespace) -> int:
+    dl = _downloader(args, _matrix(args, False))
+    rel = dl.get_latest_release()
+    asset = dl.match_asset(rel)
+    try:
+        with dl.downloads.get(asset.url, headers={"Range": "bytes=0-0"}, stream=True) as resp:
+            status = resp.status_code
+    except Exception as err:  # requests' whole family: one line, exit 3
+        raise SourceError(f"{asset.name}: not reachable: {type(err).__name__}") from err
+    if status not in (200, 206):
+        raise SourceError(f"{asset.name}: not reachable (HTTP {status})")
+    data = {"release": rel.tag, "build": rel.build, "asset": asset.name, "size": asset.size,
+            "digest": asset.digest, "url": asset.url, "reachable": True}
+    _print(args, data, [f"{rel.tag} (build {rel.build}): {asset.name} "
+                        f"({asset.size:,} bytes, {asset.digest or 'no digest'}) is reachable"])
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    dl = _downloader(args, None)
+    rows = dl.verify(repair=args.repair)
+    lines = [f"{r['status']:<8} {r['build']}/{r['asset']}"
+             + (f": {r['problem']}" if r["problem"] else "") for r in rows]
+    lines.append(f"{len(rows)} archives checked in {dl.cache.root}")
+    _print(args, rows, lines)
+    bad = [r for r in rows if r["status"] in ("bad", "failed")]
+    for r in bad:
+        print(f"llama-harness: error: {r['build']}/{r['asset']}: {r['problem']}", file=sys.stderr)
+    return 4 if bad else EXIT_OK
+
+
+def cmd_clean_cache(args: argparse.Namespace) -> int:
+    dl = _downloader(args, _matrix(args, False))
+    removed = dl.clean(args.release)
+    _print(args, [str(p) for p in removed],
+           [f"removed {p}" for p in removed] or ["nothing to remove"])
+    return EXIT_OK
+
+
+COMMANDS = {
+    "releases": cmd_releases,
+    "assets": cmd_assets,
+    "download": cmd_download,
+    "test-download": cmd_test_download,
+    "verify": cmd_verify,
+    "clean-cache": cmd_clean_cache,
+}
+
+
+def _logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
+                                         logging.INFO if verbose else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("llama-harness: %(message)s"))
+    root = logging.getLogger("harness")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _logging(args.verbose or 0, bool(args.quiet))
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as err:
+        print(f"llama-harness: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("llama-harness: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: still one line unless asked for more
+        if args.verbose:
+            raise
+        print(f"llama-harness: internal error: {type(err).__name__}: {err} (rerun with -v)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main(os.sys.argv[1:]))

@@ -1,0 +1,123 @@
+"""HTTP sessions: retries with backoff, our User-Agent, and a token that only the API host sees.
+
+Two sessions on purpose: the API session carries `Authorization` for exactly one origin (checked on
+every request, so a redirect or a mirror URL can never receive it); the download session never
+carries it at all, because release assets redirect to another host.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from harness import __version__
+
+USER_AGENT = f"llama-harness/{__version__}"
+TIMEOUT = (10, 60)  # connect, read (per chunk) seconds
+
+
+MAX_RETRY_AFTER_S = 30.0
+
+
+class _Retry(Retry):
+    """urllib3's Retry, except that 429 is never slept through (it is a rate limit the caller
+    reports) and a server's `Retry-After` is honoured up to MAX_RETRY_AFTER_S."""
+
+    RETRY_AFTER_STATUS_CODES = frozenset({503})
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, MAX_RETRY_AFTER_S)
+
+
+def retry_policy(total: int = 4, backoff: float = 0.25) -> Retry:
+    """Retry connection errors and 5xx with exponential backoff; honour `Retry-After`.
+
+    403/429 are not retried here: a rate limit with `x-ratelimit-remaining: 0` is a hard stop that
+    the caller reports with its reset time, not something to sleep through.
+    """
+    return _Retry(
+        total=total,
+        connect=total,
+        read=total,
+        status=total,
+        backoff_factor=backoff,
+        backoff_max=30,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def token_from_env() -> str | None:
+    return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
+
+
+class _TokenOnlyFor(requests.auth.AuthBase):
+    def __init__(self, token: str, api_url: str) -> None:
+        self._token = token
+        self._origin = origin(api_url)
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        if r.url and origin(r.url) == self._origin:
+            r.headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            r.headers.pop("Authorization", None)
+        return r
+
+    def __repr__(self) -> str:  # never show the token
+        return "<token for API host>"
+
+
+class _Session(requests.Session):
+    def __init__(self, pool: int) -> None:
+        super().__init__()
+        adapter = HTTPAdapter(max_retries=retry_policy(), pool_maxsize=max(pool, 10))
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+        self.headers["User-Agent"] = USER_AGENT
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", TIMEOUT)
+        return super().request(*args, **kwargs)
+
+    def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+        # requests strips Authorization on a cross-host redirect; we also re-run our own check.
+        super().rebuild_auth(prepared_request, response)
+        if isinstance(self.auth, _TokenOnlyFor):
+            self.auth(prepared_request)
+
+
+def api_session(api_url: str, token: str | None, pool: int = 10) -> requests.Session:
+    s = _Session(pool)
+    s.headers["Accept"] = "application/vnd.github+json"
+    s.headers["X-GitHub-Api-Version"] = "2022-11-28"
+    if token:
+        s.auth = _TokenOnlyFor(token, api_url)
+    return s
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Set as the session's auth so requests never falls back to ~/.netrc for asset hosts."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers.pop("Authorization", None)
+        return r
+
+
+def download_session(pool: int = 10) -> requests.Session:
+    s = _Session(pool)
+    s.headers["Accept"] = "application/octet-stream"
+    s.auth = _NoAuth()  # an asset host gets nothing but the request (proxies still apply)
+    return s

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from harness.api import LibraryDownloader, clean_library_cache  # noqa: E402
+from harness.api import LibraryDownloader, clean_library_cache
 
 __all__ = ["LibraryDownloader", "__version__", "clean_library_cache"]

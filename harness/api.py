@@ -1,10 +1,10 @@
 """The Python API, in the spirit of the Go library it grew from.
 
-    from harness import LibraryDownloader, clean_library_cache
-    dl = LibraryDownloader()                       # cache, API URL and token from the environment
-    rel = dl.get_latest_release()
-    result = dl.download(rel.tag)                  # this machine's asset, verified and extracted
-    print(result.stored.path)
+from harness import LibraryDownloader, clean_library_cache
+dl = LibraryDownloader()                       # cache, API URL and token from the environment
+rel = dl.get_latest_release()
+result = dl.download(rel.tag)                  # this machine's asset, verified and extracted
+print(result.stored.path)
 """
 
 from __future__ import annotations
@@ -69,13 +69,19 @@ class LibraryDownloader:
         return assets.platform_asset_pattern(os, arch, variant or assets.default_variant(os, arch))
 
     def match_asset(
-        self, release: Release, os: str | None = None, arch: str | None = None,
+        self,
+        release: Release,
+        os: str | None = None,
+        arch: str | None = None,
         variant: str | None = None,
     ) -> Asset:
         return pick(release, self._cell(release.tag, os, arch, variant))[0]
 
     def download(
-        self, tag: str = "latest", os: str | None = None, arch: str | None = None,
+        self,
+        tag: str = "latest",
+        os: str | None = None,
+        arch: str | None = None,
         variant: str | None = None,
     ) -> CellResult:
         """Provision one cell (default: this machine's asset of `tag`); raises on failure."""
@@ -97,15 +103,20 @@ class LibraryDownloader:
         for entry, marker in list(self.cache.entries()):
             problem = self.cache.check(entry, marker)
             row: dict[str, Any] = {
-                "build": entry.folder.name, "asset": entry.name,
-                "status": "ok" if problem is None else "bad", "problem": problem,
+                "build": entry.folder.name,
+                "asset": entry.name,
+                "status": "ok" if problem is None else "bad",
+                "problem": problem,
             }
             if problem and repair:
                 self.cache.invalidate(entry)
                 want = Want(
-                    entry.folder.name, entry.name, marker.get("size"),
+                    entry.folder.name,
+                    entry.name,
+                    marker.get("size"),
                     marker.get("expected_digest") or marker.get("digest"),
-                    marker["url"], marker.get("source", "github"),
+                    marker["url"],
+                    marker.get("source", "github"),
                 )
                 try:
                     self.provisioner.fetch_one(want)
@@ -125,10 +136,11 @@ class LibraryDownloader:
 
 
 def clean_library_cache(
-    cache_dir: str | Path | None = None, release: str | None = None,
+    cache_dir: str | Path | None = None,
+    release: str | None = None,
     source: GitHubSource | None = None,
 ) -> list[Path]:
-    """Remove cached builds: all of them, or one release (`b<N>`, or a `v*`/`latest` it resolves)."""
+    """Remove cached builds: all, or one release (`b<N>`, or the build a `v*`/`latest` names)."""
     cache = Cache(cache_dir)
     if release is None:
         return cache.clean()

@@ -139,8 +139,10 @@ class Cache:
         marker = entry.read_marker()
         if not marker or not entry.archive.is_file() or not entry.tree.is_dir():
             return None
-        if want.digest and marker.get("expected_digest") and not _same(
-            marker["expected_digest"], want.digest
+        if (
+            want.digest
+            and marker.get("expected_digest")
+            and not _same(marker["expected_digest"], want.digest)
         ):
             log.info("%s: the source now publishes another digest; fetching again", want.name)
             return None

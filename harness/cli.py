@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from harness import __version__, assets, matrix, progress
 from harness.api import DEFAULT_REPO, LibraryDownloader
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
 from harness.matrix import Cell, Matrix
-from harness.provision import all_platform_cells, pick, resolve
+from harness.provision import all_platform_cells, resolve
 
 log = logging.getLogger("harness")
 
@@ -35,14 +34,27 @@ class _Parser(argparse.ArgumentParser):
 
 def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = argparse.SUPPRESS if suppress else None
-    p.add_argument("--matrix", metavar="PATH", default=d,
-                   help="matrix file (default: ./matrix.yaml)")
-    p.add_argument("--cache-dir", metavar="DIR", default=d,
-                   help="cache folder (env LLAMA_HARNESS_CACHE; default: the user cache dir)")
-    p.add_argument("--api-url", metavar="URL", default=d,
-                   help="GitHub API (env LLAMA_HARNESS_API_URL; default https://api.github.com)")
-    p.add_argument("--repo", metavar="OWNER/NAME", default=d,
-                   help=f"release repository (default: matrix.yaml's, else {DEFAULT_REPO})")
+    p.add_argument(
+        "--matrix", metavar="PATH", default=d, help="matrix file (default: ./matrix.yaml)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=d,
+        help="cache folder (env LLAMA_HARNESS_CACHE; default: the user cache dir)",
+    )
+    p.add_argument(
+        "--api-url",
+        metavar="URL",
+        default=d,
+        help="GitHub API (env LLAMA_HARNESS_API_URL; default https://api.github.com)",
+    )
+    p.add_argument(
+        "--repo",
+        metavar="OWNER/NAME",
+        default=d,
+        help=f"release repository (default: matrix.yaml's, else {DEFAULT_REPO})",
+    )
     p.add_argument("--jobs", metavar="N", type=int, default=d, help="parallel downloads (8)")
     p.add_argument("--json", action="store_true", default=d, help="machine-readable stdout")
     p.add_argument("-v", "--verbose", action="count", default=d, help="more log lines")
@@ -50,8 +62,12 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="llama-harness", description=__doc__, epilog=EPILOG,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _Parser(
+        prog="llama-harness",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--version", action="version", version=f"llama-harness {__version__}")
     _globals(top, suppress=False)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -66,15 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=30, help="how many (default 30; 0 = all)")
     p = cmd("assets", "each asset of a release with size, digest and the cell it serves")
     p.add_argument("release")
-    p = cmd("download", "provision cells: verified, extracted, cached (default: all of matrix.yaml)")
+    p = cmd(
+        "download", "provision cells: verified, extracted, cached (default: all of matrix.yaml)"
+    )
     p.add_argument("releases", nargs="*", metavar="RELEASE")
     for axis in ("os", "arch", "variant"):
-        p.add_argument(f"--{axis}", action="append", default=[], metavar=axis.upper(),
-                       help=f"only this {axis} (repeatable, or comma-separated)")
+        p.add_argument(
+            f"--{axis}",
+            action="append",
+            default=[],
+            metavar=axis.upper(),
+            help=f"only this {axis} (repeatable, or comma-separated)",
+        )
     p.add_argument("--host", action="store_true", help="this machine's asset only")
     p.add_argument("--all-platforms", action="store_true", help="every binary asset")
-    p.add_argument("--verify", choices=matrix.VERIFY_POLICIES, default=None,
-                   help="digest policy (default: matrix.yaml's, else if-available)")
+    p.add_argument(
+        "--verify",
+        choices=matrix.VERIFY_POLICIES,
+        default=None,
+        help="digest policy (default: matrix.yaml's, else if-available)",
+    )
     p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
     cmd("test-download", "check the host's asset of the newest release is reachable")
     p = cmd("verify", "re-hash every cached archive against its recorded digest")
@@ -95,7 +122,9 @@ def _matrix(args: argparse.Namespace, required: bool) -> Matrix | None:
     return None
 
 
-def _downloader(args: argparse.Namespace, m: Matrix | None, verify: str | None = None) -> LibraryDownloader:
+def _downloader(
+    args: argparse.Namespace, m: Matrix | None, verify: str | None = None
+) -> LibraryDownloader:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be at least 1")
     return LibraryDownloader(
@@ -136,7 +165,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
     rel = dl.get_release(args.release)
     rows = [a.to_json() for a in rel.assets]
     lines = [f"{rel.tag} (build {rel.build})"] + [
-        f"  {r['name']:<60} {r['size']:>12,}  {(r['digest'] or 'no digest')[:23]:<23}  "
+        f"  {r['name']:<60} {r['size']:>12,}  {str(r['digest'] or 'no digest')[:23]:<23}  "
         + (f"{r['os']}/{r['arch']}/{r['variant']}" if r["kind"] != "unmatched" else "unmatched")
         + (" (companion)" if r["kind"] == "companion" else "")
         for r in rows
@@ -145,7 +174,9 @@ def cmd_assets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _download_cells(args: argparse.Namespace, m: Matrix | None, dl: LibraryDownloader) -> list[Cell]:
+def _download_cells(
+    args: argparse.Namespace, m: Matrix | None, dl: LibraryDownloader
+) -> list[Cell]:
     oses, arches, variants = _split(args.os), _split(args.arch), _split(args.variant)
     tags = list(args.releases) or (list(m.releases) if m else [])
     if args.host:
@@ -182,7 +213,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     lines = []
     for r in results:
         c = r.cell
-        head = f"{c.release:<10} {c.os}/{c.arch}/{c.variant:<12}"
+        head = f"{c.release:<10} {c.os + '/' + c.arch + '/' + c.variant:<24}"
         if r.error:
             lines.append(f"{head} ERROR {r.error}")
         else:
@@ -207,18 +238,34 @@ def cmd_test_download(args: argparse.Namespace) -> int:
         raise SourceError(f"{asset.name}: not reachable: {type(err).__name__}") from err
     if status not in (200, 206):
         raise SourceError(f"{asset.name}: not reachable (HTTP {status})")
-    data = {"release": rel.tag, "build": rel.build, "asset": asset.name, "size": asset.size,
-            "digest": asset.digest, "url": asset.url, "reachable": True}
-    _print(args, data, [f"{rel.tag} (build {rel.build}): {asset.name} "
-                        f"({asset.size:,} bytes, {asset.digest or 'no digest'}) is reachable"])
+    data = {
+        "release": rel.tag,
+        "build": rel.build,
+        "asset": asset.name,
+        "size": asset.size,
+        "digest": asset.digest,
+        "url": asset.url,
+        "reachable": True,
+    }
+    _print(
+        args,
+        data,
+        [
+            f"{rel.tag} (build {rel.build}): {asset.name} "
+            f"({asset.size:,} bytes, {asset.digest or 'no digest'}) is reachable"
+        ],
+    )
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     dl = _downloader(args, None)
     rows = dl.verify(repair=args.repair)
-    lines = [f"{r['status']:<8} {r['build']}/{r['asset']}"
-             + (f": {r['problem']}" if r["problem"] else "") for r in rows]
+    lines = [
+        f"{r['status']:<8} {r['build']}/{r['asset']}"
+        + (f": {r['problem']}" if r["problem"] else "")
+        for r in rows
+    ]
     lines.append(f"{len(rows)} archives checked in {dl.cache.root}")
     _print(args, rows, lines)
     bad = [r for r in rows if r["status"] in ("bad", "failed")]
@@ -230,8 +277,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_clean_cache(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
     removed = dl.clean(args.release)
-    _print(args, [str(p) for p in removed],
-           [f"removed {p}" for p in removed] or ["nothing to remove"])
+    _print(
+        args, [str(p) for p in removed], [f"removed {p}" for p in removed] or ["nothing to remove"]
+    )
     return EXIT_OK
 
 
@@ -246,8 +294,11 @@ COMMANDS = {
 
 
 def _logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
-                                         logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("llama-harness: %(message)s"))
     root = logging.getLogger("harness")
@@ -270,10 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: still one line unless asked for more
         if args.verbose:
             raise
-        print(f"llama-harness: internal error: {type(err).__name__}: {err} (rerun with -v)",
-              file=sys.stderr)
+        print(
+            f"llama-harness: internal error: {type(err).__name__}: {err} (rerun with -v)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main(os.sys.argv[1:]))
+    raise SystemExit(main())

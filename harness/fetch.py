@@ -2,12 +2,17 @@
 
 Written by hand because no well-kept library does hash-while-streaming *and* Range resume *and*
 a per-chunk progress callback over a caller's requests session (pooch restarts from zero).
+Hashing and writing run in a second thread fed by a small bounded queue, so they overlap the
+socket reads instead of adding to them (hashlib and file writes release the GIL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -18,10 +23,59 @@ from harness.errors import AssetNotFound, SourceError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
+QUEUE_CHUNKS = 8
 RESUMES = 5
 
 Progress = Callable[[int], None]
+
+
+class _Sink:
+    """Writes and hashes chunks in its own thread, in order."""
+
+    def __init__(self, out: BinaryIO, algo: str) -> None:
+        self.out = out
+        self.algo = algo
+        self._start()
+
+    def _start(self) -> None:
+        self.hasher = hashlib.new(self.algo)
+        self.error: BaseException | None = None
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._t = threading.Thread(target=self._run, name="llama-harness-sink", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (chunk := self._q.get()) is not None:
+            if self.error is None:
+                try:
+                    self.out.write(chunk)
+                    self.hasher.update(chunk)
+                except BaseException as err:  # handed to the reader by put()/close()
+                    self.error = err
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self._q.put(chunk)
+
+    def close(self) -> str:
+        self._q.put(None)
+        self._t.join()
+        if self.error is not None:
+            raise self.error
+        return f"{self.algo}:{self.hasher.hexdigest()}"
+
+    def close_quietly(self) -> None:
+        with contextlib.suppress(BaseException):  # the caller is raising what matters
+            self.close()
+
+    def restart(self) -> None:
+        """Forget everything written so far (the server ignored our Range)."""
+        self.close()
+        self.out.seek(0)
+        self.out.truncate()
+        self._start()
 
 
 def stream(
@@ -36,11 +90,27 @@ def stream(
 ) -> tuple[int, str]:
     """Download `url` into `out` (empty); return the byte count and its `algo:hex` digest.
 
-    A connection cut mid-body is resumed from the bytes already written with `Range`; if the
+    A connection cut mid-body is resumed from the bytes already received with `Range`; if the
     server ignores it (200 instead of 206) the file and the hash start over.
     """
+    sink = _Sink(out, algo)
+    try:
+        written = _download(session, url, sink, name, expected_size, progress)
+    except BaseException:
+        sink.close_quietly()
+        raise
+    return written, sink.close()
+
+
+def _download(
+    session: requests.Session,
+    url: str,
+    sink: _Sink,
+    name: str,
+    expected_size: int | None,
+    progress: Progress | None,
+) -> int:
     written = 0
-    hasher = hashlib.new(algo)
     for attempt in range(RESUMES + 1):
         headers = {"Range": f"bytes={written}-"} if written else {}
         try:
@@ -48,29 +118,33 @@ def stream(
                 if resp.status_code == 404:
                     raise AssetNotFound(f"{name}: not found at the source (HTTP 404)")
                 if resp.status_code == 416 and written and written == expected_size:
-                    return written, f"{algo}:{hasher.hexdigest()}"
+                    return written
                 if resp.status_code >= 400:
                     raise SourceError(f"{name}: download failed with HTTP {resp.status_code}")
                 if written and resp.status_code != 206:
                     log.info("%s: server ignored Range; starting over", name)
+                    sink.restart()
                     if progress:
                         progress(-written)
-                    out.seek(0)
-                    out.truncate()
-                    hasher = hashlib.new(algo)
                     written = 0
                 # Raw bytes, as stored: a Content-Encoding must not change what we hash.
-                for chunk in resp.raw.stream(CHUNK, decode_content=False):
-                    out.write(chunk)
-                    hasher.update(chunk)
+                # read1: whatever has arrived (up to CHUNK), so progress and resume points
+                # follow the network, not the chunk size.
+                while chunk := resp.raw.read1(CHUNK, decode_content=False):
+                    sink.put(chunk)
                     written += len(chunk)
                     if progress:
                         progress(len(chunk))
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.Timeout, Urllib3Error) as err:
+        except (
+            requests.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.Timeout,
+            Urllib3Error,
+        ) as err:
             if attempt == RESUMES:
-                raise SourceError(f"{name}: download failed after {RESUMES} resumes: "
-                                  f"{type(err).__name__}") from err
+                raise SourceError(
+                    f"{name}: download failed after {RESUMES} resumes: {type(err).__name__}"
+                ) from err
             log.info("%s: connection cut after %d bytes; resuming", name, written)
             continue
         if expected_size and written < expected_size:
@@ -78,5 +152,5 @@ def stream(
                 raise SourceError(f"{name}: got {written} of {expected_size} bytes")
             log.info("%s: short body (%d of %d bytes); resuming", name, written, expected_size)
             continue
-        return written, f"{algo}:{hasher.hexdigest()}"
-    raise SourceError(f"{name}: download failed")  # pragma: no cover - loop always returns/raises
+        return written
+    raise SourceError(f"{name}: download failed")  # pragma: no cover - the loop returns/raises

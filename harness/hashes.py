@@ -39,7 +39,7 @@ def new(algo: str = "sha256") -> hashlib._Hash:
     return hashlib.new(algo)
 
 
-def format(h: hashlib._Hash) -> str:  # noqa: A001 - mirrors hashlib naming
+def format(h: hashlib._Hash) -> str:
     return f"{h.name}:{h.hexdigest()}"
 
 

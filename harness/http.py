@@ -88,7 +88,7 @@ class _Session(requests.Session):
         self.mount("https://", adapter)
         self.headers["User-Agent"] = USER_AGENT
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)
         return super().request(*args, **kwargs)
 

@@ -24,12 +24,12 @@ SOURCES = ("github", "npm", "mirror")
 RELEASE_PATTERN = r"^(b[0-9]+|v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?|latest)$"
 # Variant names as llama.cpp's release assets spell them (the part between OS and arch).
 VARIANT_PATTERN = (
-    r"^(cpu|metal|vulkan|kompute|blas|openblas|noavx|avx|avx2|avx512|msvc|llvm|kleidiai"
-    r"|cuda(-?[0-9][0-9.]*)?|cu[0-9][0-9.]*|rocm(-[0-9][0-9.]*)?|hip(-[a-z0-9.]+)?|sycl(-[a-z0-9]+)?"
-    r"|openvino(-[a-z0-9.]+)*|opencl(-[a-z0-9]+)?|musa(-[a-z0-9.]+)?|cann(-[a-z0-9.]+)?"
-    r"|llvm-opencl-adreno|kleidiai-[a-z0-9]+)$"
+    r"^(cpu|metal|vulkan|kompute|blas|openblas|noavx|avx|avx2|avx512|msvc|llvm|kleidiai|rpc"
+    r"|snapdragon|cuda|rocm|hip|sycl|openvino|opencl|musa|cann|openeuler)(-[a-z0-9][a-z0-9.]*)*$"
 )
-VARIANT_HELP = "cpu, metal, vulkan, cuda-<ver>, rocm-<ver>, hip-<name>, sycl-<fp>, openvino-<ver>, …"
+VARIANT_HELP = (
+    "cpu, metal, vulkan, cuda-<ver>, rocm-<ver>, hip-<name>, sycl-<fp>, openvino-<ver>, …"
+)
 
 _PLATFORM = {
     "type": "object",
@@ -152,7 +152,9 @@ def _describe(err: jsonschema.ValidationError) -> str:
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         return f"unknown key {', '.join(map(repr, extra))} (allowed: {allowed})"
     if v == "enum":
-        return f"{err.instance!r} is not allowed (allowed: {', '.join(map(str, err.validator_value))})"
+        return (
+            f"{err.instance!r} is not allowed (allowed: {', '.join(map(str, err.validator_value))})"
+        )
     if v == "pattern":
         allowed = _ALLOWED_BY_PATTERN.get(str(err.validator_value), str(err.validator_value))
         return f"{err.instance!r} is not allowed (allowed: {allowed})"
@@ -236,7 +238,8 @@ def filter_cells(
     return [
         c
         for c in cells
-        if (not os or c.os in os) and (not arch or c.arch in arch)
+        if (not os or c.os in os)
+        and (not arch or c.arch in arch)
         and (not variant or c.variant in variant)
     ]
 

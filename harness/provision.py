@@ -114,13 +114,20 @@ class Provisioner:
         def get(out: BinaryIO, algo: str) -> tuple[int, str]:
             with self.bars.download(want.name, want.size) as advance:
                 return fetch.stream(
-                    self.downloads, want.url, out, algo,
-                    name=want.name, expected_size=want.size, progress=advance,
+                    self.downloads,
+                    want.url,
+                    out,
+                    algo,
+                    name=want.name,
+                    expected_size=want.size,
+                    progress=advance,
                 )
 
         return self.cache.ensure(want, get, self.policy)
 
-    def run(self, cells: Sequence[Cell], releases: dict[str, Release | HarnessError]) -> list[CellResult]:
+    def run(
+        self, cells: Sequence[Cell], releases: dict[str, Release | HarnessError]
+    ) -> list[CellResult]:
         results: list[CellResult] = []
         plans: dict[tuple[str, str], Want] = {}
         needs: list[tuple[CellResult, Want, list[Want]]] = []

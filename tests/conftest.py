@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +58,41 @@ def archives_for(tag: str, names: list[str], folder: Path) -> dict[str, bytes]:
 
 
 def populate(gh: FakeGitHub, folder: Path) -> FakeGitHub:
-    gh.add_release(OLD, archives_for(OLD, CATALOGUE[OLD], folder), digests=False,
-                   published_at="2025-05-01T00:00:00Z")
-    gh.add_release(NEW, archives_for(NEW, CATALOGUE[NEW], folder), prerelease=True,
-                   published_at="2026-02-01T00:00:00Z")
-    gh.add_release("v0.5.0", {"nightly-tag.txt": f"{NEW}\n".encode()},
-                   published_at="2026-02-02T00:00:00Z")
+    gh.add_release(
+        OLD,
+        archives_for(OLD, CATALOGUE[OLD], folder),
+        digests=False,
+        published_at="2025-05-01T00:00:00Z",
+    )
+    gh.add_release(
+        NEW,
+        archives_for(NEW, CATALOGUE[NEW], folder),
+        prerelease=True,
+        published_at="2026-02-01T00:00:00Z",
+    )
+    gh.add_release(
+        "v0.5.0", {"nightly-tag.txt": f"{NEW}\n".encode()}, published_at="2026-02-02T00:00:00Z"
+    )
     gh.add_release("b8100", {}, draft=True, prerelease=True)
     return gh
+
+
+def grow(gh: FakeGitHub, name: str, extra: int) -> int:
+    """Make an asset bigger, so it takes a while to download, and publish the new digest.
+
+    tar.gz: zero padding after the end; zip: one more stored member (a zip ends with its
+    central directory, so padding would break it)."""
+    a = gh.asset(name)
+    if name.endswith(".zip"):
+        buf = io.BytesIO(a.data)
+        with zipfile.ZipFile(buf, "a") as zf:
+            zf.writestr("pad.bin", bytes(range(256)) * (extra // 256))
+        a.data = buf.getvalue()
+    else:
+        a.data += bytes(extra)
+    if a.digest:
+        a.digest = f"sha256:{hashlib.sha256(a.data).hexdigest()}"
+    return len(a.data)
 
 
 @pytest.fixture
@@ -109,8 +139,14 @@ def harness(gh: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
 def spawn(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen[str]:
     """The real console entry point in a child process (python -m harness)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        env=full_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def one_error_line(err: str) -> str:

@@ -71,7 +71,8 @@ class FakeGitHub:
         for s in (self._api, self._assets):
             s.daemon_threads = True
         self._threads = [
-            threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in (self._api, self._assets)
+            threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True)
+            for s in (self._api, self._assets)
         ]
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -196,8 +197,12 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
         def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
             body = json.dumps(data).encode()
             etag = f'"{hashlib.sha1(body).hexdigest()}"'
-            h = {"Content-Type": "application/json; charset=utf-8", "ETag": etag,
-                 **self._limits(), **(headers or {})}
+            h = {
+                "Content-Type": "application/json; charset=utf-8",
+                "ETag": etag,
+                **self._limits(),
+                **(headers or {}),
+            }
             if status == 200 and self.headers.get("If-None-Match") == etag:
                 with gh.lock:
                     gh.api_304 += 1
@@ -227,7 +232,7 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             if path.startswith(prefix):  # github.com's download URL → 302 to the asset host
                 with gh.lock:
                     gh.redirect_headers.append(dict(self.headers))
-                tag, _, name = path[len(prefix):].partition("/")
+                tag, _, name = path[len(prefix) :].partition("/")
                 loc = f"{gh.asset_url}/assets/{quote(tag)}/{quote(name)}?X-Amz-Signature=fake"
                 self._send(302, b"", {"Location": loc})
                 return
@@ -238,11 +243,18 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                     self._send(gh.faults.api_status, b'{"message":"Server Error"}', h)
                     return
                 if gh.remaining <= 0:
-                    self._send(403, json.dumps({
-                        "message": "API rate limit exceeded for 127.0.0.1. (But here's the good "
-                        "news: Authenticated requests get a higher rate limit.)",
-                        "documentation_url": "https://docs.github.com/rest/rate-limit",
-                    }).encode(), {**self._limits(), "Content-Type": "application/json"})
+                    self._send(
+                        403,
+                        json.dumps(
+                            {
+                                "message": "API rate limit exceeded for 127.0.0.1. (But here's the "
+                                "good "
+                                "news: Authenticated requests get a higher rate limit.)",
+                                "documentation_url": "https://docs.github.com/rest/rate-limit",
+                            }
+                        ).encode(),
+                        {**self._limits(), "Content-Type": "application/json"},
+                    )
                     return
                 gh.remaining -= 1
             base = f"/repos/{gh.repo}/releases"
@@ -251,14 +263,16 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                 q = parse_qs(url.query)
                 per_page = min(int(q.get("per_page", ["30"])[0]), 100)
                 page = int(q.get("page", ["1"])[0])
-                chunk = visible[(page - 1) * per_page: page * per_page]
+                chunk = visible[(page - 1) * per_page : page * per_page]
                 last = max(1, -(-len(visible) // per_page))
                 links = []
                 if page < last:
-                    links.append(f'<{gh.api_url}{base}?per_page={per_page}&page={page + 1}>; '
-                                 'rel="next"')
-                    links.append(f'<{gh.api_url}{base}?per_page={per_page}&page={last}>; '
-                                 'rel="last"')
+                    links.append(
+                        f'<{gh.api_url}{base}?per_page={per_page}&page={page + 1}>; rel="next"'
+                    )
+                    links.append(
+                        f'<{gh.api_url}{base}?per_page={per_page}&page={last}>; rel="last"'
+                    )
                 if page > 1:
                     links.append(f'<{gh.api_url}{base}?per_page={per_page}&page=1>; rel="first"')
                 h = {"Link": ", ".join(links)} if links else {}
@@ -267,17 +281,19 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             if path == f"{base}/latest":
                 rel = next((r for r in visible if not r.prerelease and not r.draft), None)
             elif path.startswith(f"{base}/tags/"):
-                tag = path[len(f"{base}/tags/"):]
+                tag = path[len(f"{base}/tags/") :]
                 rel = next((r for r in visible if r.tag == tag and not r.draft), None)
             else:
                 rel = None
             if rel is None:
-                self._json(404, {"message": "Not Found",
-                                 "documentation_url": "https://docs.github.com/rest"})
+                self._json(
+                    404,
+                    {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"},
+                )
             else:
                 self._json(200, gh.release_json(rel))
 
-        # -- the asset host -------------------------------------------------------------------------
+        # -- the asset host ---------------------------------------------------------------------
 
         def _asset(self) -> None:
             path = unquote(urlsplit(self.path).path)
@@ -307,8 +323,11 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             start = 0
             rng = self.headers.get("Range")
             status = 200
-            headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-                       "ETag": f'"{hashlib.md5(data).hexdigest()}"'}
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Accept-Ranges": "bytes",
+                "ETag": f'"{hashlib.md5(data).hexdigest()}"',
+            }
             if rng and rng.startswith("bytes=") and not f.ignore_range:
                 start = int(rng[6:].split("-")[0] or 0)
                 end_s = rng[6:].split("-")[1]
@@ -317,7 +336,7 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                     self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
                     return
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-                data = data[start:end + 1]
+                data = data[start : end + 1]
                 status = 206
             self.send_response(status)
             for k, v in headers.items():
@@ -342,8 +361,8 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             t0 = time.monotonic()
             sent = 0
             for i in range(0, len(data), step):
-                self.wfile.write(data[i:i + step])
-                sent += len(data[i:i + step])
+                self.wfile.write(data[i : i + step])
+                sent += len(data[i : i + step])
                 delay = t0 + sent / bps - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -360,10 +379,14 @@ def main() -> None:  # pragma: no cover - a manual playground: python -m tests.f
 
     tmp = Path(tempfile.mkdtemp())
     for tag in ("b8000", "b8095"):
-        names = [f"llama-{tag}-bin-ubuntu-x64.tar.gz", f"llama-{tag}-bin-win-cpu-x64.zip",
-                 f"llama-{tag}-bin-macos-arm64.tar.gz"]
-        gh.add_release(tag, {n: make_archive_for(n, tmp / n, tag).read_bytes() for n in names},
-                       prerelease=True)
+        names = [
+            f"llama-{tag}-bin-ubuntu-x64.tar.gz",
+            f"llama-{tag}-bin-win-cpu-x64.zip",
+            f"llama-{tag}-bin-macos-arm64.tar.gz",
+        ]
+        gh.add_release(
+            tag, {n: make_archive_for(n, tmp / n, tag).read_bytes() for n in names}, prerelease=True
+        )
     with gh:
         print(f"--api-url {gh.api_url}", flush=True)
         threading.Event().wait()

@@ -7,17 +7,31 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import MATRIX, NEW, spawn
+from tests.conftest import MATRIX, NEW, grow, spawn
 from tests.fakegithub import FakeGitHub
 
 
 def test_four_processes_fetch_each_asset_exactly_once(gh: FakeGitHub, tmp_path: Path) -> None:
     (tmp_path / "matrix.yaml").write_text(MATRIX)
-    gh.faults.throttle_bps = 200_000  # slow enough that the four runs overlap
+    for rel in gh.releases:
+        for a in rel.assets:
+            grow(gh, a.name, 120_000)
+    gh.faults.throttle_bps = 200_000  # ~0.6 s an asset: the four runs overlap
     cache = tmp_path / "shared-cache"
     procs = [
-        spawn(["--api-url", gh.api_url, "--cache-dir", str(cache), "--matrix",
-               str(tmp_path / "matrix.yaml"), "--json", "download"], cwd=tmp_path)
+        spawn(
+            [
+                "--api-url",
+                gh.api_url,
+                "--cache-dir",
+                str(cache),
+                "--matrix",
+                str(tmp_path / "matrix.yaml"),
+                "--json",
+                "download",
+            ],
+            cwd=tmp_path,
+        )
         for _ in range(4)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -32,14 +46,21 @@ def test_four_processes_fetch_each_asset_exactly_once(gh: FakeGitHub, tmp_path: 
 
 def test_kill_9_mid_download_then_rerun_succeeds(gh: FakeGitHub, tmp_path: Path) -> None:
     name = f"llama-{NEW}-bin-ubuntu-x64.tar.gz"
-    gh.asset(name).data += bytes(300_000)  # (digest refreshed below) big enough to be slow
-    import hashlib
-
-    gh.asset(name).digest = f"sha256:{hashlib.sha256(gh.asset(name).data).hexdigest()}"
+    grow(gh, name, 300_000)  # big enough to be slow
     gh.faults.throttle_bps = 100_000
     cache = tmp_path / "c"
-    args = ["--api-url", gh.api_url, "--cache-dir", str(cache), "download", NEW,
-            "--os", "linux", "--variant", "cpu"]
+    args = [
+        "--api-url",
+        gh.api_url,
+        "--cache-dir",
+        str(cache),
+        "download",
+        NEW,
+        "--os",
+        "linux",
+        "--variant",
+        "cpu",
+    ]
     proc = spawn(args)
     folder = cache / "releases" / NEW
     deadline = time.monotonic() + 30
@@ -69,11 +90,28 @@ def test_token_goes_only_to_the_api_host(gh: FakeGitHub, tmp_path: Path) -> None
     (tmp_path / "matrix.yaml").write_text(MATRIX)
     cache = tmp_path / "c"
     outputs = []
-    for args in (["--json", "download"], ["releases"], ["assets", "v0.5.0"], ["verify"],
-                 ["--json", "test-download"], ["assets", "b424242"]):
-        p = spawn(["--api-url", gh.api_url, "--cache-dir", str(cache),
-                   "--matrix", str(tmp_path / "matrix.yaml"), "-v", *args],
-                  env={"GITHUB_TOKEN": token}, cwd=tmp_path)
+    for args in (
+        ["--json", "download"],
+        ["releases"],
+        ["assets", "v0.5.0"],
+        ["verify"],
+        ["--json", "test-download"],
+        ["assets", "b424242"],
+    ):
+        p = spawn(
+            [
+                "--api-url",
+                gh.api_url,
+                "--cache-dir",
+                str(cache),
+                "--matrix",
+                str(tmp_path / "matrix.yaml"),
+                "-v",
+                *args,
+            ],
+            env={"GITHUB_TOKEN": token},
+            cwd=tmp_path,
+        )
         outputs += list(p.communicate(timeout=60))
     api_auth = [h.get("Authorization") for h in gh.api_headers]
     assert f"Bearer {token}" in api_auth

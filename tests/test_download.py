@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from harness.assets import default_variant, host_platform
-from tests.conftest import NEW, OLD, one_error_line
+from tests.conftest import NEW, OLD, grow, one_error_line
 from tests.fakegithub import FakeGitHub
 
 TGZ = f"llama-{NEW}-bin-ubuntu-x64.tar.gz"
@@ -24,10 +24,23 @@ def test_download_matrix_cold_then_warm(harness, gh: FakeGitHub, matrix_file: Pa
     rows = json.loads(r.out)
     assert len(rows) == 7
     assert {tuple(x[k] for k in ("release", "os", "arch", "variant")) for x in rows} >= {
-        (OLD, "windows", "x64", "cuda-12.4"), (NEW, "macos", "arm64", "metal")}
+        (OLD, "windows", "x64", "cuda-12.4"),
+        (NEW, "macos", "arm64", "metal"),
+    }
     for row in rows:
-        assert set(row) >= {"release", "build", "os", "arch", "variant", "asset", "digest",
-                            "archive", "path", "source", "cached"}
+        assert set(row) >= {
+            "release",
+            "build",
+            "os",
+            "arch",
+            "variant",
+            "asset",
+            "digest",
+            "archive",
+            "path",
+            "source",
+            "cached",
+        }
         assert row["source"] == "github" and row["cached"] is False
         assert Path(row["path"]).is_dir() and Path(row["archive"]).is_file()
         assert row["digest"].startswith("sha256:")
@@ -63,7 +76,9 @@ def test_v_tag_downloads_its_build(harness) -> None:
     assert r.code == 0, r.err
     rows = json.loads(r.out)
     assert {(x["release"], x["build"], x["variant"]) for x in rows} == {
-        ("v0.5.0", NEW, "cpu"), ("v0.5.0", NEW, "vulkan")}
+        ("v0.5.0", NEW, "cpu"),
+        ("v0.5.0", NEW, "vulkan"),
+    }
 
 
 def test_host_downloads_this_machines_asset(harness) -> None:
@@ -71,7 +86,8 @@ def test_host_downloads_this_machines_asset(harness) -> None:
     r = harness("--json", "download", NEW, "--host")
     rows = json.loads(r.out)
     assert [(x["os"], x["arch"], x["variant"]) for x in rows] == [
-        (os_, arch, default_variant(os_, arch))]
+        (os_, arch, default_variant(os_, arch))
+    ]
     if (os_, arch) == ("linux", "x64"):
         assert r.code == 0 and rows[0]["asset"] == TGZ
 
@@ -107,16 +123,6 @@ def test_verify_off_is_recorded(harness, gh: FakeGitHub) -> None:
     assert json.loads(r.out)[0]["verify"] == "off"
 
 
-def grow(gh: FakeGitHub, name: str, extra: int) -> int:
-    """Append junk after the archive's end (still a valid gzip stream for tar) and re-digest."""
-    import hashlib
-
-    a = gh.asset(name)
-    a.data += bytes(extra)
-    a.digest = f"sha256:{hashlib.sha256(a.data).hexdigest()}"
-    return len(a.data)
-
-
 def test_cut_connection_resumes_with_range(harness, gh: FakeGitHub) -> None:
     size = grow(gh, TGZ, 3 * 1024 * 1024)
     gh.faults.cut[TGZ], gh.faults.cut_times[TGZ] = size // 2, 1
@@ -147,7 +153,9 @@ def test_missing_asset_is_exit_3_others_still_download(harness, gh: FakeGitHub) 
 
 def test_partial_release_names_the_missing_cell(harness, tmp_path: Path) -> None:
     m = tmp_path / "partial.yaml"
-    m.write_text(f"releases: [{NEW}]\nplatforms: [{{os: windows, arch: x64, variants: [cpu, cuda-12.4]}}]\n")
+    m.write_text(
+        f"releases: [{NEW}]\nplatforms: [{{os: windows, arch: x64, variants: [cpu, cuda-12.4]}}]\n"
+    )
     r = harness("--json", "--matrix", str(m), "download")
     assert r.code == 3
     rows = {x["variant"]: x for x in json.loads(r.out)}
@@ -219,10 +227,21 @@ def test_unsafe_archive_is_exit_4_and_nothing_kept(tmp_path: Path, capsys) -> No
     evil = write_zip(tmp_path / "evil.zip", [Entry("../../escape.txt", b"x")]).read_bytes()
     with FakeGitHub() as gh:
         gh.add_release("b1", {"llama-b1-bin-ubuntu-x64.zip": evil})
-        code = cli.main(["--api-url", gh.api_url, "--cache-dir", str(tmp_path / "c"),
-                         "download", "b1", "--os", "linux"])
+        code = cli.main(
+            [
+                "--api-url",
+                gh.api_url,
+                "--cache-dir",
+                str(tmp_path / "c"),
+                "download",
+                "b1",
+                "--os",
+                "linux",
+            ]
+        )
     assert code == 4
     assert "llama-b1-bin-ubuntu-x64.zip" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "escape.txt").exists()
     assert sorted(os.listdir(tmp_path / "c" / "releases" / "b1")) == [
-        "llama-b1-bin-ubuntu-x64.zip.lock"]
+        "llama-b1-bin-ubuntu-x64.zip.lock"
+    ]

@@ -123,8 +123,14 @@ def test_releases_json_shape(harness) -> None:
     assert r.code == 0
     rows = json.loads(r.out)
     assert [x["tag"] for x in rows] == ["v0.5.0", NEW, OLD]
-    assert rows[0] == {"tag": "v0.5.0", "build": NEW, "name": "v0.5.0",
-                       "published_at": "2026-02-02T00:00:00Z", "prerelease": False, "assets": 1}
+    assert rows[0] == {
+        "tag": "v0.5.0",
+        "build": NEW,
+        "name": "v0.5.0",
+        "published_at": "2026-02-02T00:00:00Z",
+        "prerelease": False,
+        "assets": 1,
+    }
     assert rows[1]["prerelease"] is True and rows[1]["build"] == NEW
 
 
@@ -138,7 +144,14 @@ def test_assets_json_lists_cells_and_unmatched(harness) -> None:
     assert (un["kind"], un["os"], un["arch"], un["variant"]) == ("unmatched", None, None, None)
     assert rows[f"llama-{OLD}-bin-ubuntu-x64.zip"]["digest"] is None
     assert set(rows[f"llama-{OLD}-bin-ubuntu-x64.zip"]) == {
-        "name", "size", "digest", "os", "arch", "variant", "kind"}
+        "name",
+        "size",
+        "digest",
+        "os",
+        "arch",
+        "variant",
+        "kind",
+    }
     text = harness("assets", "v0.5.0")
     assert "unmatched" in text.out and f"build {NEW}" in text.out
 

@@ -28,18 +28,26 @@ def test_cells_expand_exclude_and_filter(matrix_file: Path) -> None:
 
 
 def test_platform_without_variant_gets_default() -> None:
-    m = matrix.parse({"releases": ["b1"], "platforms": [
-        {"os": "macos", "arch": "arm64"}, {"os": "linux", "arch": "arm64"}]})
+    m = matrix.parse(
+        {
+            "releases": ["b1"],
+            "platforms": [{"os": "macos", "arch": "arm64"}, {"os": "linux", "arch": "arm64"}],
+        }
+    )
     assert [c.variant for c in m.cells()] == ["metal", "cpu"]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16])
 def test_shards_partition_every_cell_exactly_once(n: int) -> None:
-    m = matrix.parse({
-        "releases": [f"b{i}" for i in range(1, 8)],
-        "platforms": [{"os": "linux", "arch": "x64", "variants": ["cpu", "vulkan"]},
-                      {"os": "windows", "arch": "arm64"}],
-    })
+    m = matrix.parse(
+        {
+            "releases": [f"b{i}" for i in range(1, 8)],
+            "platforms": [
+                {"os": "linux", "arch": "x64", "variants": ["cpu", "vulkan"]},
+                {"os": "windows", "arch": "arm64"},
+            ],
+        }
+    )
     cells = m.cells()
     shards = [matrix.shard(cells, k, n) for k in range(1, n + 1)]
     flat = [c for s in shards for c in s]
@@ -57,35 +65,56 @@ def test_bad_shard(text: str) -> None:
 
 
 BAD = {
-    "unknown-top-key": ("releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nfoo: 1\n",
-                        "top level: unknown key 'foo'"),
-    "unknown-os": ("releases: [b1]\nplatforms: [{os: linx, arch: x64}]\n",
-                   "platforms[0].os: 'linx' is not allowed (allowed: linux, macos"),
-    "unknown-arch": ("releases: [b1]\nplatforms: [{os: linux, arch: amd64}]\n",
-                     "platforms[0].arch: 'amd64' is not allowed (allowed: x64, arm64"),
-    "unknown-variant": ("releases: [b1]\nplatforms: [{os: linux, arch: x64, variants: [cpu, gpu]}]\n",
-                        "platforms[0].variants[1]: 'gpu' is not allowed (allowed: cpu, metal"),
-    "bad-release": ("releases: [b1, 1.2]\nplatforms: [{os: linux, arch: x64}]\n",
-                    "releases[1]"),
-    "bad-release-name": ("releases: [b1, main]\nplatforms: [{os: linux, arch: x64}]\n",
-                         "releases[1]: 'main' is not allowed (allowed: b<N>, v<semver> or latest)"),
-    "empty-releases": ("releases: []\nplatforms: [{os: linux, arch: x64}]\n",
-                       "releases: must not be empty"),
+    "unknown-top-key": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nfoo: 1\n",
+        "top level: unknown key 'foo'",
+    ),
+    "unknown-os": (
+        "releases: [b1]\nplatforms: [{os: linx, arch: x64}]\n",
+        "platforms[0].os: 'linx' is not allowed (allowed: linux, macos",
+    ),
+    "unknown-arch": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: amd64}]\n",
+        "platforms[0].arch: 'amd64' is not allowed (allowed: x64, arm64",
+    ),
+    "unknown-variant": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64, variants: [cpu, gpu]}]\n",
+        "platforms[0].variants[1]: 'gpu' is not allowed (allowed: cpu, metal",
+    ),
+    "bad-release": ("releases: [b1, 1.2]\nplatforms: [{os: linux, arch: x64}]\n", "releases[1]"),
+    "bad-release-name": (
+        "releases: [b1, main]\nplatforms: [{os: linux, arch: x64}]\n",
+        "releases[1]: 'main' is not allowed (allowed: b<N>, v<semver> or latest)",
+    ),
+    "empty-releases": (
+        "releases: []\nplatforms: [{os: linux, arch: x64}]\n",
+        "releases: must not be empty",
+    ),
     "no-releases": ("platforms: [{os: linux, arch: x64}]\n", "'releases' is required"),
     "malformed-yaml": ("releases: [b1\nplatforms: {\n", "malformed YAML"),
     "tab-yaml": ("releases:\n\t- b1\n", "malformed YAML"),
     "not-a-mapping": ("- b1\n- b2\n", "top level: expected object"),
     "empty-file": ("", "the file is empty"),
-    "unknown-platform-key": ("releases: [b1]\nplatforms: [{os: linux, arch: x64, gpu: 1}]\n",
-                             "platforms[0]: unknown key 'gpu'"),
-    "variant-and-variants": ("releases: [b1]\nplatforms: [{os: linux, arch: x64, variant: cpu,"
-                             " variants: [cpu]}]\n", "not both"),
-    "bad-verify": ("releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nverify: maybe\n",
-                   "verify: 'maybe' is not allowed (allowed: required, if-available, off)"),
-    "bad-source": ("releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nsources: [gitlab]\n",
-                   "sources[0]: 'gitlab' is not allowed"),
-    "bad-exclude": ("releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nexclude: [{osx: mac}]\n",
-                    "exclude[0]: unknown key 'osx'"),
+    "unknown-platform-key": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64, gpu: 1}]\n",
+        "platforms[0]: unknown key 'gpu'",
+    ),
+    "variant-and-variants": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64, variant: cpu, variants: [cpu]}]\n",
+        "not both",
+    ),
+    "bad-verify": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nverify: maybe\n",
+        "verify: 'maybe' is not allowed (allowed: required, if-available, off)",
+    ),
+    "bad-source": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nsources: [gitlab]\n",
+        "sources[0]: 'gitlab' is not allowed",
+    ),
+    "bad-exclude": (
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nexclude: [{osx: mac}]\n",
+        "exclude[0]: unknown key 'osx'",
+    ),
     "bad-repo": ("repo: nonsense\nreleases: [b1]\nplatforms: [{os: linux, arch: x64}]\n", "repo"),
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.assets import AssetMatch, classify_asset
 
@@ -19,7 +19,7 @@ class Asset:
     def match(self) -> AssetMatch:
         return classify_asset(self.name)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         m = self.match
         return {
             "name": self.name,

@@ -1,4 +1,4 @@
-"""GitHub REST releases of ggml-org/llama.cpp (or a fork / GitHub Enterprise / a GitHub-shaped mirror).
+"""GitHub REST releases of ggml-org/llama.cpp (a fork, GitHub Enterprise, a mirror).
 
 Every API response is kept on disk with its ETag; the next request sends `If-None-Match`, and a 304
 costs nothing against the rate limit. When the API cannot be reached at all, the last good answer is
@@ -63,10 +63,15 @@ class GitHubSource:
             resp = self._api.get(url, headers=headers)
         except requests.RequestException as err:
             if cached:
-                log.warning("GitHub API unreachable (%s); using the cached answer for %s",
-                            type(err).__name__, url)
+                log.warning(
+                    "GitHub API unreachable (%s); using the cached answer for %s",
+                    type(err).__name__,
+                    url,
+                )
                 return cached["body"], cached.get("link")
-            raise SourceError(f"cannot reach the GitHub API at {self.api_url}: {_why(err)}") from err
+            raise SourceError(
+                f"cannot reach the GitHub API at {self.api_url}: {_why(err)}"
+            ) from err
         if resp.status_code == 304 and cached:
             return cached["body"], cached.get("link")
         if resp.status_code == 404:

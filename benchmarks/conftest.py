@@ -1,0 +1,29 @@
+"""Benchmarks run by `nox -s bench` (not part of the default test run).
+
+Ratios are computed from pytest-benchmark's own stats of benchmarks measured side by side in the
+same run, and printed at the end (and stored in the JSON's `extra_info`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+RATIOS: list[tuple[str, str, str, str]] = []  # (label, numerator, denominator, goal)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not RATIOS:
+        return
+    medians = {b.name: b.stats.median for b in session.benchmarks if b.stats}
+    terminalreporter.section("llama-harness figures (medians, same run)")
+    for label, num, den, goal in RATIOS:
+        if num in medians and den in medians:
+            ratio = medians[num] / medians[den]
+            terminalreporter.write_line(
+                f"{label}: {medians[num]:.3f}s / {medians[den]:.3f}s = {ratio:.2f}  (goal {goal})"
+            )
+    for name, med in sorted(medians.items()):
+        terminalreporter.write_line(f"{name}: median {med:.3f}s")

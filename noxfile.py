@@ -1,0 +1,76 @@
+"""Sessions for llama-harness: `nox -l` lists them. Thin wrappers: the logic lives in `harness/`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's test suite in parallel (pytest-xdist); extra args go to pytest."""
+    session.install("-e", ".[test]")
+    args = session.posargs or ["-n", "auto"]
+    session.run("pytest", *args)
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """The main job: provision every cell of ./matrix.yaml (args go to `llama-harness download`)."""
+    session.install("-e", ".")
+    session.run("llama-harness", "download", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job against the loopback fake GitHub: works on a machine without internet."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Download benchmarks (pytest-benchmark): warm cache, parallel speed-up, hashing overhead."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "benchmarks",
+        "-p",
+        "no:xdist",
+        "--benchmark-only",
+        "--benchmark-json",
+        "bench.json",
+        *session.posargs,
+    )
+
+
+@nox.session
+def download_libs(session: nox.Session) -> None:
+    """Download this machine's build of every release in matrix.yaml."""
+    session.install("-e", ".")
+    session.run("llama-harness", "download", "--host", *session.posargs)
+
+
+@nox.session
+def test_download(session: nox.Session) -> None:
+    """Check that this machine's asset of the newest release is reachable."""
+    session.install("-e", ".")
+    session.run("llama-harness", "test-download", *session.posargs)
+
+
+@nox.session
+def clean_libs(session: nox.Session) -> None:
+    """Remove cached releases (all, or the release named after `--`)."""
+    session.install("-e", ".")
+    session.run("llama-harness", "clean-cache", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format check) and mypy."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("mypy")

@@ -46,8 +46,16 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeGitHub,
         gh.add_release(tag, {n: make_archive_for(n, tmp / n, tag).read_bytes() for n in names})
     (tmp / "matrix.yaml").write_text(MATRIX)
     with gh:
-        args = ["-q", "--api-url", gh.api_url, "--cache-dir", str(tmp / "cache"),
-                "--matrix", str(tmp / "matrix.yaml"), "download"]
+        args = [
+            "-q",
+            "--api-url",
+            gh.api_url,
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--matrix",
+            str(tmp / "matrix.yaml"),
+            "download",
+        ]
         assert cli.main(args) == 0
         yield gh, tmp, tmp / "cache"
 
@@ -55,8 +63,16 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeGitHub,
 def test_warm_download_in_process(benchmark, warm) -> None:
     gh, tmp, cache = warm
     before = sum(gh.asset_hits.values())
-    args = ["-q", "--api-url", gh.api_url, "--cache-dir", str(cache),
-            "--matrix", str(tmp / "matrix.yaml"), "download"]
+    args = [
+        "-q",
+        "--api-url",
+        gh.api_url,
+        "--cache-dir",
+        str(cache),
+        "--matrix",
+        str(tmp / "matrix.yaml"),
+        "download",
+    ]
     code = benchmark.pedantic(cli.main, args=(args,), rounds=20, iterations=1)
     assert code == 0
     assert sum(gh.asset_hits.values()) == before  # zero asset requests when warm
@@ -67,8 +83,19 @@ def test_warm_download_wall_clock_subprocess(benchmark, warm) -> None:
     """What a user or CI step sees: a fresh `python -m harness download` process."""
     gh, tmp, cache = warm
     before = sum(gh.asset_hits.values())
-    cmd = [sys.executable, "-m", "harness", "-q", "--api-url", gh.api_url, "--cache-dir",
-           str(cache), "--matrix", str(tmp / "matrix.yaml"), "download"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "-q",
+        "--api-url",
+        gh.api_url,
+        "--cache-dir",
+        str(cache),
+        "--matrix",
+        str(tmp / "matrix.yaml"),
+        "download",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = benchmark.pedantic(
         lambda: subprocess.run(cmd, env=env, capture_output=True), rounds=10, iterations=1
@@ -85,8 +112,9 @@ RATE = 512 * 1024  # bytes/s per connection
 @pytest.fixture(scope="module")
 def throttled() -> Iterator[FakeGitHub]:
     gh = FakeGitHub(rate_limit=10_000)
-    assets = {f"llama-b9000-bin-asset{i:02d}-x64.zip": os.urandom(ASSET_BYTES)
-              for i in range(N_ASSETS)}
+    assets = {
+        f"llama-b9000-bin-asset{i:02d}-x64.zip": os.urandom(ASSET_BYTES) for i in range(N_ASSETS)
+    }
     gh.add_release("b9000", assets)
     gh.faults.throttle_bps = RATE
     with gh:
@@ -127,8 +155,14 @@ def test_cold_parallel_download(benchmark, throttled, tmp_path: Path, jobs: int)
     benchmark.extra_info["ideal_s"] = ideal
 
 
-RATIOS.append(("cold speed-up --jobs 8 vs --jobs 1",
-               "test_cold_parallel_download[1]", "test_cold_parallel_download[8]", ">= 6"))
+RATIOS.append(
+    (
+        "cold speed-up --jobs 8 vs --jobs 1",
+        "test_cold_parallel_download[1]",
+        "test_cold_parallel_download[8]",
+        ">= 6",
+    )
+)
 
 BIG = 128 * 1024 * 1024
 
@@ -141,8 +175,19 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, bytes]]
     data = os.urandom(BIG)
     (folder / "big.bin").write_bytes(data)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory",
-         str(folder)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N (...)"
     port = int(line.split(" port ")[1].split()[0])
@@ -176,12 +221,25 @@ def test_hash_while_streaming_overhead(benchmark, big, tmp_path: Path, mode: str
     fn = _plain if mode == "plain" else _hashed
     n = benchmark.pedantic(fn, args=(session, url, tmp_path / "big.bin"), rounds=7, iterations=1)
     assert n == BIG
-    assert hashlib.sha256((tmp_path / "big.bin").read_bytes()).digest() == hashlib.sha256(
-        data).digest()
+    assert (
+        hashlib.sha256((tmp_path / "big.bin").read_bytes()).digest()
+        == hashlib.sha256(data).digest()
+    )
 
 
-RATIOS.append(("hash-while-streaming overhead (hashed / plain)",
-               "test_hash_while_streaming_overhead[hashed]",
-               "test_hash_while_streaming_overhead[plain]", "<= 1.15"))
-RATIOS.append(("warm download, subprocess wall", "test_warm_download_wall_clock_subprocess",
-               "test_warm_download_wall_clock_subprocess", "< 1 s absolute"))
+RATIOS.append(
+    (
+        "hash-while-streaming overhead (hashed / plain)",
+        "test_hash_while_streaming_overhead[hashed]",
+        "test_hash_while_streaming_overhead[plain]",
+        "<= 1.15",
+    )
+)
+RATIOS.append(
+    (
+        "warm download, subprocess wall",
+        "test_warm_download_wall_clock_subprocess",
+        "test_warm_download_wall_clock_subprocess",
+        "< 1 s absolute",
+    )
+)

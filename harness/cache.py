@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 ENV_CACHE = "LLAMA_HARNESS_CACHE"
 LOCK_WAIT_S = 3600.0
 POLICIES = ("required", "if-available", "off")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@=-]{0,200}")
 
 # Called with an open, empty binary file; returns (bytes written, `algo:hex` of those bytes).
 Fetcher = Callable[[BinaryIO, str], tuple[int, str]]
@@ -124,13 +126,27 @@ class Cache:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = default_root(root)
 
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe.{uuid.uuid4().hex[:8]}"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(
+                f"cache folder {self.root} is not usable ({err.strerror or err}); "
+                "choose another with --cache-dir or LLAMA_HARNESS_CACHE"
+            ) from err
+
     @property
     def releases(self) -> Path:
         return self.root / "releases"
 
     def entry(self, build: str, name: str) -> Entry:
-        if "/" in build or "/" in name or name.startswith(".") or build.startswith("."):
-            raise IntegrityError(f"refusing unsafe asset name {build}/{name}")
+        """Names come from a server: only plain file names may become paths in the cache."""
+        for part in (build, name):
+            if not _SAFE_NAME.fullmatch(part) or part.startswith("."):
+                raise IntegrityError(f"refusing unsafe asset name {build!r}/{name!r}")
         return Entry(self.releases / build, name)
 
     def lookup(self, want: Want) -> Stored | None:
@@ -181,32 +197,16 @@ class Cache:
             )
         checking = policy != "off" and want.digest is not None
         algo = hashes.algorithm(want.digest) if checking else "sha256"
-        # Drop whatever an earlier provision left, so a failure below leaves nothing behind.
+        # Drop whatever an earlier provision left, so a failure below leaves nothing behind;
+        # an archive that a killed run already verified and renamed into place is kept.
         entry.marker.unlink(missing_ok=True)
-        for attempt in (1, 2):
-            tmp = entry.folder / f"{entry.name}.{uuid.uuid4().hex[:8]}.incomplete"
-            try:
-                with tmp.open("wb") as out:
-                    size, digest = fetch(out, algo)
-                    out.flush()
-                    os.fsync(out.fileno())
-                problem = None
-                if checking and want.digest and not _same(digest, want.digest):
-                    problem = f"digest mismatch: expected {want.digest}, got {digest}"
-                elif policy != "off" and want.size and size != want.size:
-                    problem = f"size mismatch: expected {want.size} bytes, got {size}"
-                if problem is None:
-                    os.replace(tmp, entry.archive)
-                    break
-                tmp.unlink()
-                if attempt == 2:
-                    raise DigestMismatch(
-                        f"{want.name}: {problem} (downloaded twice from {want.source}; "
-                        "nothing was kept)"
-                    )
-                log.warning("%s: %s; downloading once more", want.name, problem)
-            finally:
-                tmp.unlink(missing_ok=True)
+        shutil.rmtree(entry.tree, ignore_errors=True)
+        reused = self._reusable(entry, want, algo) if checking else None
+        if reused:
+            size, digest = reused
+        else:
+            entry.archive.unlink(missing_ok=True)
+            size, digest = self._download(entry, want, fetch, policy, algo, checking)
         try:
             safe_extract(entry.archive, entry.tree, kind=archive_type(entry.name))
         except BaseException:
@@ -227,6 +227,47 @@ class Cache:
         )
         _write_json_atomic(entry.marker, stored.to_marker())
         return stored
+
+    @staticmethod
+    def _reusable(entry: Entry, want: Want, algo: str) -> tuple[int, str] | None:
+        if not (want.digest and entry.archive.is_file()):
+            return None
+        digest = hashes.file_digest(entry.archive, algo)
+        if not _same(digest, want.digest):
+            return None
+        log.info("%s: reusing the verified archive a previous run left", want.name)
+        return entry.archive.stat().st_size, digest
+
+    @staticmethod
+    def _download(
+        entry: Entry, want: Want, fetch: Fetcher, policy: str, algo: str, checking: bool
+    ) -> tuple[int, str]:
+        """Fetch into a process-unique temp file; rename into place only when it checks out.
+        A mismatch is fetched once more, then refused with nothing kept."""
+        for attempt in (1, 2):
+            tmp = entry.folder / f"{entry.name}.{uuid.uuid4().hex[:8]}.incomplete"
+            try:
+                with tmp.open("wb") as out:
+                    size, digest = fetch(out, algo)
+                    out.flush()
+                    os.fsync(out.fileno())
+                problem = None
+                if checking and want.digest and not _same(digest, want.digest):
+                    problem = f"digest mismatch: expected {want.digest}, got {digest}"
+                elif policy != "off" and want.size and size != want.size:
+                    problem = f"size mismatch: expected {want.size} bytes, got {size}"
+                if problem is None:
+                    os.replace(tmp, entry.archive)
+                    return size, digest
+                if attempt == 2:
+                    raise DigestMismatch(
+                        f"{want.name}: {problem} (downloaded twice from {want.source}; "
+                        "nothing was kept)"
+                    )
+                log.warning("%s: %s; downloading once more", want.name, problem)
+            finally:
+                tmp.unlink(missing_ok=True)
+        raise AssertionError("unreachable")
 
     # -- maintenance ------------------------------------------------------------------------------
 

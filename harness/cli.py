@@ -127,7 +127,7 @@ def _downloader(
 ) -> LibraryDownloader:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be at least 1")
-    return LibraryDownloader(
+    dl = LibraryDownloader(
         args.cache_dir,
         api_url=args.api_url,
         repo=args.repo or (m.repo if m else DEFAULT_REPO),
@@ -135,6 +135,8 @@ def _downloader(
         verify=verify or (m.verify if m else "if-available"),
         progress=progress.wanted(args.json, args.quiet),
     )
+    dl.cache.check_writable()
+    return dl
 
 
 def _print(args: argparse.Namespace, data: Any, lines: Sequence[str]) -> None:

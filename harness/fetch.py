@@ -19,7 +19,7 @@ from typing import BinaryIO
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from harness.errors import AssetNotFound, SourceError
+from harness.errors import AssetNotFound, IntegrityError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,10 @@ def _download(
                 # read1: whatever has arrived (up to CHUNK), so progress and resume points
                 # follow the network, not the chunk size.
                 while chunk := resp.raw.read1(CHUNK, decode_content=False):
+                    if expected_size and written + len(chunk) > expected_size:
+                        raise IntegrityError(
+                            f"{name}: the server sent more than the published {expected_size} bytes"
+                        )
                     sink.put(chunk)
                     written += len(chunk)
                     if progress:
@@ -147,6 +151,8 @@ def _download(
                 ) from err
             log.info("%s: connection cut after %d bytes; resuming", name, written)
             continue
+        except requests.RequestException as err:  # redirect loops, bad URLs: not worth a retry
+            raise SourceError(f"{name}: download failed: {type(err).__name__}") from err
         if expected_size and written < expected_size:
             if attempt == RESUMES:
                 raise SourceError(f"{name}: got {written} of {expected_size} bytes")

@@ -47,6 +47,8 @@ class Faults:
     throttle_bps: int = 0  # per connection, 0 = unthrottled
     ignore_range: bool = False
     missing: set[str] = field(default_factory=set)  # asset host answers 404
+    extra_bytes: dict[str, int] = field(default_factory=dict)  # serve more than the API's size
+    release_body: Any = None  # replace every API body with this (a malformed answer)
 
 
 class FakeGitHub:
@@ -195,6 +197,8 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+            if gh.faults.release_body is not None:
+                data = gh.faults.release_body
             body = json.dumps(data).encode()
             etag = f'"{hashlib.sha1(body).hexdigest()}"'
             h = {
@@ -317,7 +321,7 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             if asset is None:
                 self._send(404, b"Not Found")
                 return
-            data = asset.data
+            data = asset.data + b"\0" * f.extra_bytes.get(name, 0)
             if junk:
                 data = bytes((b ^ 0xFF) for b in data[:64]) + data[64:]
             start = 0

@@ -245,3 +245,65 @@ def test_unsafe_archive_is_exit_4_and_nothing_kept(tmp_path: Path, capsys) -> No
     assert sorted(os.listdir(tmp_path / "c" / "releases" / "b1")) == [
         "llama-b1-bin-ubuntu-x64.zip.lock"
     ]
+
+
+def test_more_bytes_than_published_is_refused(harness, gh: FakeGitHub) -> None:
+    gh.faults.extra_bytes[TGZ] = 10_000_000
+    r = harness("download", NEW, "--os", "linux", "--variant", "cpu")
+    assert r.code == 4
+    assert "more than the published" in one_error_line(r.err)
+    assert not list((harness.cache / "releases" / NEW).glob(f"{TGZ}*.incomplete"))
+
+
+def test_asset_names_cannot_escape_the_cache(tmp_path: Path, capsys) -> None:
+    from harness import cli
+
+    with FakeGitHub() as gh:
+        gh.add_release("b1", {"llama-b1-bin-ubuntu-x64.zip/../../../../evil.zip": b"x"})
+        code = cli.main(
+            [
+                "--api-url",
+                gh.api_url,
+                "--cache-dir",
+                str(tmp_path / "c"),
+                "download",
+                "b1",
+                "--all-platforms",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert code in (2, 4), err
+    assert "Traceback" not in err
+    assert not list(tmp_path.rglob("evil.zip"))
+
+
+def test_unusable_cache_dir_is_exit_2(gh: FakeGitHub, tmp_path: Path, capsys) -> None:
+    from harness import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = cli.main(["--api-url", gh.api_url, "--cache-dir", str(blocker / "c"), "releases"])
+    assert code == 2
+    assert "is not usable" in one_error_line(capsys.readouterr().err)
+
+
+def test_verified_archive_left_by_a_killed_run_is_reused(harness, gh: FakeGitHub) -> None:
+    r = harness("--json", "download", NEW, "--os", "linux", "--variant", "cpu")
+    row = json.loads(r.out)[0]
+    Path(row["archive"] + ".ready.json").unlink()  # killed after the rename, before the marker
+    import shutil
+
+    shutil.rmtree(row["path"])
+    again = harness("--json", "download", NEW, "--os", "linux", "--variant", "cpu")
+    assert again.code == 0
+    assert gh.asset_hits[TGZ] == 1
+    assert Path(json.loads(again.out)[0]["path"]).is_dir()
+
+
+def test_a_stale_unverifiable_archive_is_replaced(harness, gh: FakeGitHub) -> None:
+    folder = harness.cache / "releases" / NEW
+    folder.mkdir(parents=True)
+    (folder / TGZ).write_bytes(b"stale junk")
+    r = harness("--json", "download", NEW, "--os", "linux", "--variant", "cpu")
+    assert r.code == 0, r.err
+    assert (folder / TGZ).read_bytes() == gh.asset(TGZ).data

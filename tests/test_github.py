@@ -159,3 +159,18 @@ def test_assets_json_lists_cells_and_unmatched(harness) -> None:
 def test_api_error_without_cache_is_source_error(tmp_path: Path) -> None:
     with FakeGitHub(repo="someone/else") as gh, pytest.raises(SourceError, match="not found"):
         source(gh, tmp_path).list_releases()
+
+
+@pytest.mark.parametrize("body", [{"message": "ok"}, [{"no_tag": 1}], ["x"], 42])
+def test_malformed_api_answers_are_exit_3(harness, gh: FakeGitHub, body: object) -> None:
+    gh.faults.release_body = body
+    r = harness("releases")
+    assert r.code == 3
+    assert "unexpected" in one_error_line(r.err)
+
+
+def test_odd_tags_are_quoted_not_followed(harness, gh: FakeGitHub) -> None:
+    r = harness("assets", "../../../../releases")
+    assert r.code == 3
+    assert "not found" in one_error_line(r.err)
+    assert f"/repos/{gh.repo}/releases/tags/../../../../releases" in gh.api_hits  # sent as one tag

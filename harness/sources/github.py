@@ -16,6 +16,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.utils import parse_header_links
@@ -122,6 +123,8 @@ class GitHubSource:
             if got is None:
                 raise SourceError(f"repository {self.repo} not found at {self.api_url}")
             body, link = got
+            if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+                raise SourceError(f"GitHub API sent an unexpected answer for {_path(url)}")
             for item in body:
                 if not item.get("draft"):
                     out.append(self._release(item))
@@ -139,8 +142,8 @@ class GitHubSource:
                     raise ReleaseNotFound(f"no releases in {self.repo} at {self.api_url}")
                 return self._with_binaries(newest[0])
             return self._with_binaries(self._release(got[0]))
-        got = self._get(f"{self.api_url}/repos/{self.repo}/releases/tags/{tag}")
-        if got is None or got[0].get("draft"):
+        got = self._get(f"{self.api_url}/repos/{self.repo}/releases/tags/{quote(tag, safe='')}")
+        if got is None or (isinstance(got[0], dict) and got[0].get("draft")):
             raise ReleaseNotFound(f"release {tag!r} not found in {self.repo} (at {self.api_url})")
         return self._with_binaries(self._release(got[0]))
 
@@ -166,7 +169,15 @@ class GitHubSource:
             source=self.name,
         )
 
-    def _release(self, item: dict[str, Any]) -> Release:
+    def _release(self, item: Any) -> Release:
+        try:
+            return self._parse_release(item)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise SourceError(
+                f"GitHub API sent a release of an unexpected shape ({type(err).__name__}: {err})"
+            ) from err
+
+    def _parse_release(self, item: dict[str, Any]) -> Release:
         tag = str(item["tag_name"])
         assets = tuple(
             Asset(
@@ -193,7 +204,8 @@ class GitHubSource:
         asset = next((a for a in assets if a.name == NIGHTLY_TAG_ASSET), None)
         if asset is None:
             return None
-        memo = self._etags / "nightly" / f"{self.repo.replace('/', '_')}_{tag}.txt"
+        key = hashlib.sha256(f"{self.api_url} {self.repo} {tag}".encode()).hexdigest()[:32]
+        memo = self._etags / "nightly" / f"{key}.txt"  # tags come from a server: never a path
         if memo.is_file():
             return memo.read_text().strip() or None
         try:

@@ -9,21 +9,30 @@ print(result.stored.path)
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness import assets, http
-from harness.cache import Cache, Want
-from harness.errors import HarnessError
+from harness.cache import Cache
+from harness.errors import ConfigError, HarnessError, SourceError
 from harness.matrix import Cell
 from harness.progress import Bars
 from harness.provision import CellResult, Provisioner, pick
-from harness.sources.base import Asset, Release
+from harness.sources.base import Asset, Release, Source, Want
 from harness.sources.github import DEFAULT_API, GitHubSource
+from harness.sources.mirror import MirrorSource
+from harness.sources.npm import NpmSource
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BUILD = re.compile(r"b[0-9]+")
 
 ENV_API_URL = "LLAMA_HARNESS_API_URL"
+ENV_MIRROR = "LLAMA_HARNESS_MIRROR"
 DEFAULT_REPO = "ggml-org/llama.cpp"
 
 
@@ -38,26 +47,66 @@ class LibraryDownloader:
         jobs: int = 8,
         verify: str = "if-available",
         progress: bool = False,
+        sources: Sequence[str] = ("github",),
+        mirror: str | None = None,
     ) -> None:
         self.cache = Cache(cache_dir)
         self.api_url = api_url or os.environ.get(ENV_API_URL) or DEFAULT_API
         self.repo = repo
+        self.mirror = mirror or os.environ.get(ENV_MIRROR) or None
+        self._token = token or http.token_from_env()
         self.downloads = http.download_session(pool=jobs)
-        self.source = GitHubSource(
-            self.cache.root, self.api_url, repo, token or http.token_from_env(), self.downloads
-        )
+        self._sources: dict[str, Source] = {}
+        self.sources = [self.source_named(name) for name in dict.fromkeys(sources)]
         self.provisioner = Provisioner(
-            self.cache, self.downloads, jobs=jobs, policy=verify, bars=Bars(progress)
+            self.cache, self.sources, jobs=jobs, policy=verify, bars=Bars(progress)
         )
+
+    def source_named(self, name: str) -> Source:
+        if name not in self._sources:
+            if name == "github":
+                self._sources[name] = GitHubSource(
+                    self.cache.root, self.api_url, self.repo, self._token, self.downloads
+                )
+            elif name == "npm":
+                self._sources[name] = NpmSource(self.cache.root)
+            elif name == "mirror":
+                if not self.mirror:
+                    raise ConfigError(
+                        "the mirror source needs a location: `mirror:` in matrix.yaml, "
+                        "--mirror or LLAMA_HARNESS_MIRROR"
+                    )
+                self._sources[name] = MirrorSource(
+                    self.cache.root, self.mirror, self.repo, self.downloads
+                )
+            else:
+                raise ConfigError(f"unknown source {name!r} (allowed: github, npm, mirror)")
+        return self._sources[name]
+
+    @property
+    def source(self) -> Source:
+        return self.sources[0]
+
+    def _first(self, ask: Callable[[Source], T]) -> T:
+        """Ask each source in order; move on only when one cannot answer (a source error)."""
+        last: SourceError | None = None
+        for source in self.sources:
+            try:
+                return ask(source)
+            except SourceError as err:
+                log.info("source %s: %s", source.name, err)
+                last = err
+        assert last is not None
+        raise last
 
     def list_releases(self, limit: int | None = None) -> list[Release]:
-        return self.source.list_releases(limit)
+        return self._first(lambda s: s.list_releases(limit))
 
     def get_latest_release(self) -> Release:
-        return self.source.get_release("latest")
+        return self._first(lambda s: s.get_release("latest"))
 
     def get_release(self, tag: str) -> Release:
-        return self.source.get_release(tag)
+        return self._first(lambda s: s.get_release(tag))
 
     @staticmethod
     def platform_asset_pattern(
@@ -88,9 +137,7 @@ class LibraryDownloader:
         return self.download_cells([self._cell(tag, os, arch, variant)])[0]
 
     def download_cells(self, cells: list[Cell], *, raise_errors: bool = True) -> list[CellResult]:
-        from harness.provision import resolve
-
-        results = self.provisioner.run(cells, resolve(self.source, [c.release for c in cells]))
+        results = self.provisioner.run(cells)
         if raise_errors:
             for r in results:
                 if r.error:
@@ -119,7 +166,7 @@ class LibraryDownloader:
                     marker.get("source", "github"),
                 )
                 try:
-                    self.provisioner.fetch_one(want)
+                    self.provisioner.fetch_one(self.source_named(want.source), want)
                     row["status"] = "repaired"
                 except HarnessError as err:
                     row["status"], row["problem"] = "failed", f"{problem}; repair: {err}"
@@ -127,7 +174,11 @@ class LibraryDownloader:
         return out
 
     def clean(self, release: str | None = None) -> list[Path]:
-        return clean_library_cache(self.cache.root, release, self.source)
+        """Remove cached builds: all, or one release (a `v*`/`latest`: the build it names)."""
+        build = release
+        if release and release not in self.cache.builds() and not BUILD.fullmatch(release):
+            build = self.get_release(release).build or release
+        return self.cache.clean(build)
 
     def _cell(self, tag: str, os: str | None, arch: str | None, variant: str | None) -> Cell:
         hos, harch = assets.host_platform()
@@ -136,16 +187,7 @@ class LibraryDownloader:
 
 
 def clean_library_cache(
-    cache_dir: str | Path | None = None,
-    release: str | None = None,
-    source: GitHubSource | None = None,
+    cache_dir: str | Path | None = None, release: str | None = None
 ) -> list[Path]:
-    """Remove cached builds: all, or one release (`b<N>`, or the build a `v*`/`latest` names)."""
-    cache = Cache(cache_dir)
-    if release is None:
-        return cache.clean()
-    build = release
-    if release not in cache.builds() and not re.fullmatch(r"b[0-9]+", release):
-        source = source or GitHubSource(cache.root, os.environ.get(ENV_API_URL) or DEFAULT_API)
-        build = source.get_release(release).build or release
-    return cache.clean(build)
+    """Remove cached builds: all, or one release (`b<N>`; a `v*`/`latest` asks GitHub which)."""
+    return LibraryDownloader(cache_dir).clean(release)

@@ -21,10 +21,10 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import filelock
 import platformdirs
@@ -32,6 +32,7 @@ import platformdirs
 from harness import hashes
 from harness.errors import ConfigError, DigestMismatch, DigestMissing, IntegrityError
 from harness.extract import archive_type, safe_extract
+from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,6 @@ ENV_CACHE = "LLAMA_HARNESS_CACHE"
 LOCK_WAIT_S = 3600.0
 POLICIES = ("required", "if-available", "off")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@=-]{0,200}")
-
-# Called with an open, empty binary file; returns (bytes written, `algo:hex` of those bytes).
-Fetcher = Callable[[BinaryIO, str], tuple[int, str]]
 
 
 def default_root(override: str | Path | None = None) -> Path:
@@ -108,18 +106,6 @@ class Stored:
         data = asdict(self)
         data.pop("cached")
         return data
-
-
-@dataclass(frozen=True)
-class Want:
-    """An asset to provision: what the source says about it."""
-
-    build: str
-    name: str
-    size: int | None
-    digest: str | None
-    url: str
-    source: str
 
 
 class Cache:

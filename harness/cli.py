@@ -18,7 +18,8 @@ from harness import __version__, assets, matrix, progress
 from harness.api import DEFAULT_REPO, LibraryDownloader
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
 from harness.matrix import Cell, Matrix
-from harness.provision import all_platform_cells, resolve
+from harness.provision import all_platform_cells
+from harness.sources.npm import NpmSource
 
 log = logging.getLogger("harness")
 
@@ -56,6 +57,20 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
         help=f"release repository (default: matrix.yaml's, else {DEFAULT_REPO})",
     )
     p.add_argument("--jobs", metavar="N", type=int, default=d, help="parallel downloads (8)")
+    p.add_argument(
+        "--source",
+        action="append",
+        choices=matrix.SOURCES,
+        default=d,
+        help="where releases come from, in fallback order (repeatable; "
+        "default: matrix.yaml's `sources`, else github)",
+    )
+    p.add_argument(
+        "--mirror",
+        metavar="URL|DIR",
+        default=d,
+        help="a mirror laid out like GitHub releases (env LLAMA_HARNESS_MIRROR)",
+    )
     p.add_argument("--json", action="store_true", default=d, help="machine-readable stdout")
     p.add_argument("-v", "--verbose", action="count", default=d, help="more log lines")
     p.add_argument("-q", "--quiet", action="store_true", default=d, help="errors only")
@@ -108,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="re-download what is wrong")
     p = cmd("clean-cache", "remove cached releases (all by default)")
     p.add_argument("release", nargs="?")
+    p = cmd("npm-index", "which llama.cpp release each node-llama-cpp npm version carries")
+    p.add_argument("--refresh", action="store_true", help="learn every version (downloads each)")
     return top
 
 
@@ -134,6 +151,8 @@ def _downloader(
         jobs=args.jobs or 8,
         verify=verify or (m.verify if m else "if-available"),
         progress=progress.wanted(args.json, args.quiet),
+        sources=args.source or (m.sources if m else ("github",)),
+        mirror=args.mirror or (m.mirror if m else None),
     )
     dl.cache.check_writable()
     return dl
@@ -180,25 +199,27 @@ def _download_cells(
     args: argparse.Namespace, m: Matrix | None, dl: LibraryDownloader
 ) -> list[Cell]:
     oses, arches, variants = _split(args.os), _split(args.arch), _split(args.variant)
+    for axis, values, allowed in (("os", oses, matrix.OSES), ("arch", arches, matrix.ARCHES)):
+        for value in values:
+            if value not in allowed:
+                raise ConfigError(f"--{axis} {value!r}: allowed: {', '.join(allowed)}")
     tags = list(args.releases) or (list(m.releases) if m else [])
+    unresolved: list[Cell] = []
     if args.host:
         hos, harch = assets.host_platform()
         cells = [Cell(t, hos, harch, assets.default_variant(hos, harch)) for t in tags]
     elif args.all_platforms or (args.releases and m is None):
-        rels = resolve(dl.source, tags)
         cells = []
-        for tag, rel in rels.items():
-            if isinstance(rel, HarnessError):
-                raise rel
-            cells += all_platform_cells(tag, rel)
+        for tag in dict.fromkeys(tags):
+            try:
+                cells += all_platform_cells(tag, dl.get_release(tag))
+            except SourceError:  # no platforms to name: one row that the download reports
+                one = [v[0] if len(v) == 1 else "*" for v in (oses, arches, variants)]
+                unresolved.append(Cell(tag, *one))
     else:
         assert m is not None
         cells = m.cells(tags)
-    for axis, allowed in (("os", matrix.OSES), ("arch", matrix.ARCHES)):
-        for value in {"os": oses, "arch": arches}[axis]:
-            if value not in allowed:
-                raise ConfigError(f"--{axis} {value!r}: allowed: {', '.join(allowed)}")
-    cells = matrix.filter_cells(cells, oses, arches, variants)
+    cells = matrix.filter_cells(cells, oses, arches, variants) + unresolved
     if args.shard:
         cells = matrix.shard(cells, *matrix.parse_shard(args.shard))
     return cells
@@ -285,6 +306,27 @@ def cmd_clean_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_npm_index(args: argparse.Namespace) -> int:
+    dl = _downloader(args, _matrix(args, False))
+    npm = dl.source_named("npm")
+    assert isinstance(npm, NpmSource)
+    tags = npm.refresh() if args.refresh else npm.known()
+    rows = [
+        {"version": v, "release": t} for v, t in sorted(tags.items(), key=lambda kv: _vkey(kv[0]))
+    ]
+    _print(
+        args,
+        rows,
+        [f"{r['version']:<10} {r['release']}" for r in rows]
+        or ["the index is empty: run `llama-harness npm-index --refresh`"],
+    )
+    return EXIT_OK
+
+
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
 COMMANDS = {
     "releases": cmd_releases,
     "assets": cmd_assets,
@@ -292,6 +334,7 @@ COMMANDS = {
     "test-download": cmd_test_download,
     "verify": cmd_verify,
     "clean-cache": cmd_clean_cache,
+    "npm-index": cmd_npm_index,
 }
 
 

@@ -14,12 +14,14 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from harness.errors import AssetNotFound, IntegrityError, SourceError
+from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,36 @@ QUEUE_CHUNKS = 8
 RESUMES = 5
 
 Progress = Callable[[int], None]
+
+
+def http_fetcher(session: requests.Session, want: Want, progress: Progress | None) -> Fetcher:
+    def get(out: BinaryIO, algo: str) -> tuple[int, str]:
+        return stream(
+            session, want.url, out, algo, name=want.name, expected_size=want.size, progress=progress
+        )
+
+    return get
+
+
+def copy_file(
+    src: Path, out: BinaryIO, algo: str, progress: Progress | None = None
+) -> tuple[int, str]:
+    """A local file (a mirror folder, npm's packed tarball) through the same hash-and-write path."""
+    h = hashlib.new(algo)
+    n = 0
+    try:
+        with src.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                n += len(chunk)
+                if progress:
+                    progress(len(chunk))
+    except FileNotFoundError as err:
+        raise AssetNotFound(f"{src.name}: not found at {src.parent}") from err
+    except OSError as err:
+        raise SourceError(f"{src}: cannot read: {err.strerror or err}") from err
+    return n, f"{algo}:{h.hexdigest()}"
 
 
 class _Sink:

@@ -18,7 +18,7 @@ import yaml
 from harness.errors import ConfigError
 
 OSES = ("linux", "macos", "windows", "android")
-ARCHES = ("x64", "arm64", "x86", "s390x", "riscv64", "ppc64le", "loongarch64")
+ARCHES = ("x64", "arm64", "armv7l", "x86", "s390x", "riscv64", "ppc64le", "loongarch64")
 VERIFY_POLICIES = ("required", "if-available", "off")
 SOURCES = ("github", "npm", "mirror")
 RELEASE_PATTERN = r"^(b[0-9]+|v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?|latest)$"
@@ -198,12 +198,19 @@ def parse(data: Any, source: str = "matrix.yaml", path: Path | None = None) -> M
         exclude=tuple(data.get("exclude", ())),
         repo=data.get("repo", "ggml-org/llama.cpp"),
         sources=tuple(data.get("sources", ("github",))),
-        mirror=data.get("mirror"),
+        mirror=_mirror(data.get("mirror"), path),
         verify=data.get("verify", "if-available"),
         model=data.get("model", "tiny"),
         manifest=data.get("manifest"),
         path=path,
     )
+
+
+def _mirror(location: str | None, matrix_path: Path | None) -> str | None:
+    """A relative mirror folder is relative to the matrix file, as a user reading it expects."""
+    if not location or "://" in location or matrix_path is None:
+        return location
+    return str((matrix_path.parent / Path(location).expanduser()).resolve())
 
 
 def _default(p: dict[str, str]) -> str:

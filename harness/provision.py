@@ -1,4 +1,9 @@
-"""Cells → releases → assets → cache, downloads in parallel. The `download` command's engine."""
+"""Cells → releases → assets → cache, downloads in parallel, over a chain of sources.
+
+`sources: [github, npm]` is a fallback chain tried per release: a source error (unreachable,
+rate limited, release or asset missing) moves on to the next source; an integrity error never
+does. A source that could not be reached at all is not asked again in the same run.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,14 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
-import requests
-
-from harness import fetch
-from harness.assets import classify_asset, companions_for
-from harness.cache import Cache, Stored, Want
-from harness.errors import AssetNotFound, HarnessError
+from harness.assets import companions_for
+from harness.cache import Cache, Stored
+from harness.errors import AssetNotFound, HarnessError, ReleaseNotFound, SourceError
 from harness.matrix import Cell
 from harness.progress import Bars
-from harness.sources.base import Asset, Release, Source
+from harness.sources.base import Asset, Release, Source, Want
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,10 @@ class CellResult:
         return out
 
 
-def host_cells(releases: Sequence[str], os: str, arch: str, variant: str) -> list[Cell]:
-    return [Cell(r, os, arch, variant) for r in releases]
-
-
 def all_platform_cells(release: str, rel: Release) -> list[Cell]:
     cells = []
     for a in rel.assets:
-        m = classify_asset(a.name)
+        m = a.match
         if m.kind == "binary" and m.os and m.arch and m.variant:
             cells.append(Cell(release, m.os, m.arch, m.variant))
     return list(dict.fromkeys(cells))
@@ -78,102 +76,134 @@ def resolve(source: Source, tags: Sequence[str]) -> dict[str, Release | HarnessE
 
 
 def pick(rel: Release, cell: Cell) -> tuple[Asset, list[Asset]]:
-    """The cell's binary asset and its companions; AssetNotFound for a partial release."""
-    for a in rel.assets:
-        m = classify_asset(a.name)
-        if m.kind == "binary" and (m.os, m.arch, m.variant) == (cell.os, cell.arch, cell.variant):
-            names = companions_for(a.name, [x.name for x in rel.assets])
-            return a, [x for x in rel.assets if x.name in names]
+    """The cell's binary asset and its companions; AssetNotFound for a partial release.
+
+    A `cuda-<version>` cell falls back to a source's unversioned `cuda` build (npm's packages)."""
+    binaries = [a for a in rel.assets if a.match.kind == "binary"]
+    for wanted in (cell.variant, "cuda" if cell.variant.startswith("cuda-") else None):
+        for a in binaries:
+            m = a.match
+            if wanted and (m.os, m.arch, m.variant) == (cell.os, cell.arch, wanted):
+                names = companions_for(a.name, [x.name for x in rel.assets])
+                return a, [x for x in rel.assets if x.name in names]
     raise AssetNotFound(
         f"{rel.tag}: no asset for {cell.os}/{cell.arch}/{cell.variant} "
-        f"(build {rel.build}; the release may be partial)"
+        f"(build {rel.build} at {rel.source}; the release may be partial)"
     )
+
+
+def _unreachable(err: HarnessError) -> bool:
+    return isinstance(err, SourceError) and not isinstance(err, (ReleaseNotFound, AssetNotFound))
 
 
 class Provisioner:
     def __init__(
         self,
         cache: Cache,
-        downloads: requests.Session,
+        sources: Sequence[Source],
         *,
         jobs: int = 8,
         policy: str = "if-available",
         bars: Bars | None = None,
     ) -> None:
+        if not sources:
+            raise ValueError("at least one source")
         self.cache = cache
-        self.downloads = downloads
+        self.sources = list(sources)
         self.jobs = max(1, jobs)
         self.policy = policy
         self.bars = bars or Bars(False)
+        self._releases: dict[tuple[str, str], Release | HarnessError] = {}
+        self._down: dict[str, HarnessError] = {}
 
-    def want(self, rel: Release, asset: Asset) -> Want:
+    @staticmethod
+    def want(rel: Release, asset: Asset) -> Want:
         assert rel.build
         return Want(rel.build, asset.name, asset.size or None, asset.digest, asset.url, rel.source)
 
-    def fetch_one(self, want: Want) -> Stored:
-        def get(out: BinaryIO, algo: str) -> tuple[int, str]:
-            with self.bars.download(want.name, want.size) as advance:
-                return fetch.stream(
-                    self.downloads,
-                    want.url,
-                    out,
-                    algo,
-                    name=want.name,
-                    expected_size=want.size,
-                    progress=advance,
-                )
+    def release(self, source: Source, tag: str) -> Release | HarnessError:
+        key = (source.name, tag)
+        if key not in self._releases:
+            if source.name in self._down:
+                return self._down[source.name]
+            try:
+                self._releases[key] = source.get_release(tag)
+            except HarnessError as err:
+                self._releases[key] = err
+                if _unreachable(err):
+                    log.warning("source %s: %s", source.name, err)
+                    self._down[source.name] = err
+        return self._releases[key]
 
-        return self.cache.ensure(want, get, self.policy)
+    def fetch_one(self, source: Source, want: Want) -> Stored:
+        hit = self.cache.lookup(want)
+        if hit:
+            return hit
+        want = source.prepare(want)
+        with self.bars.download(want.name, want.size) as advance:
+            return self.cache.ensure(want, source.fetcher(want, advance), self.policy)
 
-    def run(
-        self, cells: Sequence[Cell], releases: dict[str, Release | HarnessError]
-    ) -> list[CellResult]:
-        results: list[CellResult] = []
-        plans: dict[tuple[str, str], Want] = {}
-        needs: list[tuple[CellResult, Want, list[Want]]] = []
-        for cell in cells:
-            res = CellResult(cell)
-            results.append(res)
-            rel = releases[cell.release]
+    def _plan(self, res: CellResult, start: int) -> tuple[int, Source, Want, list[Want]] | None:
+        """The first source from `start` on that has the cell; the error otherwise."""
+        for i in range(start, len(self.sources)):
+            source = self.sources[i]
+            rel = self.release(source, res.cell.release)
             if isinstance(rel, HarnessError):
                 res.error = rel
                 continue
-            res.build, res.source = rel.build, rel.source
             try:
-                asset, companions = pick(rel, cell)
+                asset, companions = pick(rel, res.cell)
             except HarnessError as err:
                 res.error = err
                 continue
-            res.asset = asset.name
-            main = self.want(rel, asset)
-            extra = [self.want(rel, c) for c in companions]
-            for w in (main, *extra):
-                plans.setdefault((w.build, w.name), w)
-            needs.append((res, main, extra))
+            res.build, res.source, res.asset, res.error = rel.build, rel.source, asset.name, None
+            return i, source, self.want(rel, asset), [self.want(rel, c) for c in companions]
+        return None
 
-        done: dict[tuple[str, str], Stored | HarnessError] = {}
-        with self.bars, ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = {key: pool.submit(self._safe_fetch, w) for key, w in plans.items()}
-            for key, fut in futures.items():
-                done[key] = fut.result()
-
-        for res, main, extra in needs:
-            got = done[(main.build, main.name)]
-            if isinstance(got, HarnessError):
-                res.error = got
-                continue
-            res.stored = got
-            for w in extra:
-                c = done[(w.build, w.name)]
-                if isinstance(c, HarnessError):
-                    res.error = c
-                else:
-                    res.companions.append(c)
+    def run(self, cells: Sequence[Cell]) -> list[CellResult]:
+        results = [CellResult(cell) for cell in cells]
+        pending = [(r, 0) for r in results]
+        with self.bars:
+            while pending:
+                plans = []
+                for res, start in pending:
+                    plan = self._plan(res, start)
+                    if plan:
+                        plans.append((res, *plan))
+                pending = self._download(plans)
         return results
 
-    def _safe_fetch(self, want: Want) -> Stored | HarnessError:
+    def _download(self, plans: list[Any]) -> list[tuple[CellResult, int]]:
+        """Fetch every planned asset once; cells whose source failed go on to the next one."""
+        jobs: dict[tuple[str, str, str], tuple[Source, Want]] = {}
+        for _res, _i, source, main, extra in plans:
+            for w in (main, *extra):
+                jobs.setdefault((source.name, w.build, w.name), (source, w))
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = {k: pool.submit(self._safe_fetch, s, w) for k, (s, w) in jobs.items()}
+            done = {k: f.result() for k, f in futures.items()}
+        retry = []
+        for res, i, source, main, extra in plans:
+            got = [done[(source.name, w.build, w.name)] for w in (main, *extra)]
+            stored = [g for g in got if isinstance(g, Stored)]
+            if len(stored) == len(got):
+                res.stored, res.companions = stored[0], stored[1:]
+                continue
+            res.error = next(g for g in got if isinstance(g, HarnessError))
+            if isinstance(res.error, SourceError) and i + 1 < len(self.sources):
+                log.warning(
+                    "%s from %s failed (%s); trying %s",
+                    main.name,
+                    source.name,
+                    res.error,
+                    self.sources[i + 1].name,
+                )
+                retry.append((res, i + 1))
+        return retry
+
+    def _safe_fetch(self, source: Source, want: Want) -> Stored | HarnessError:
         try:
-            return self.fetch_one(want)
+            return self.fetch_one(source, want)
         except HarnessError as err:
             log.debug("%s failed: %s", want.name, err)
             return err

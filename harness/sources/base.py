@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from harness.assets import AssetMatch, classify_asset
+
+# Called with an open, empty binary file and a hash algorithm; writes the asset's bytes into it
+# and returns (bytes written, `algo:hex` of those bytes).
+Fetcher = Callable[[BinaryIO, str], tuple[int, str]]
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class Asset:
     name: str
     size: int
-    digest: str | None  # `sha256:<hex>`; None on assets older than mid-2025
+    digest: str | None  # `sha256:<hex>` (GitHub, since mid-2025), `sha512:<hex>` (npm), or None
     url: str
+    cell: AssetMatch | None = None  # set by sources whose names are not llama.cpp asset names
 
     @property
     def match(self) -> AssetMatch:
-        return classify_asset(self.name)
+        return self.cell or classify_asset(self.name)
 
     def to_json(self) -> dict[str, Any]:
         m = self.match
@@ -58,6 +65,18 @@ class Release:
         }
 
 
+@dataclass(frozen=True)
+class Want:
+    """An asset to provision: what the source says about it."""
+
+    build: str
+    name: str
+    size: int | None
+    digest: str | None
+    url: str
+    source: str
+
+
 class Source(Protocol):
     """A release source: GitHub's REST API, a mirror, npm packages."""
 
@@ -67,4 +86,12 @@ class Source(Protocol):
 
     def get_release(self, tag: str) -> Release:
         """`tag` may be `b<N>`, `v<semver>` or `latest`; the result's `build` is resolved."""
+        ...
+
+    def prepare(self, want: Want) -> Want:
+        """Fill in what is only known at download time (npm's integrity); usually `want`."""
+        ...
+
+    def fetcher(self, want: Want, progress: Progress) -> Fetcher:
+        """How to get the bytes of `want` into a file."""
         ...

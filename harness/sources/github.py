@@ -21,9 +21,9 @@ from urllib.parse import quote
 import requests
 from requests.utils import parse_header_links
 
-from harness import http
+from harness import fetch, http
 from harness.errors import RateLimited, ReleaseNotFound, SourceError
-from harness.sources.base import Asset, Release
+from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ DEFAULT_API = "https://api.github.com"
 
 class GitHubSource:
     name = "github"
+    label = "GitHub API"
 
     def __init__(
         self,
@@ -71,7 +72,7 @@ class GitHubSource:
                 )
                 return cached["body"], cached.get("link")
             raise SourceError(
-                f"cannot reach the GitHub API at {self.api_url}: {_why(err)}"
+                f"cannot reach the {self.label} at {self.api_url}: {_why(err)}"
             ) from err
         if resp.status_code == 304 and cached:
             return cached["body"], cached.get("link")
@@ -80,12 +81,12 @@ class GitHubSource:
         self._raise_for_limits(resp)
         if resp.status_code >= 400:
             raise SourceError(
-                f"GitHub API answered HTTP {resp.status_code} for {_path(url)}: {_message(resp)}"
+                f"{self.label} answered HTTP {resp.status_code} for {_path(url)}: {_message(resp)}"
             )
         try:
             body = resp.json()
         except ValueError as err:
-            raise SourceError(f"GitHub API sent invalid JSON for {_path(url)}") from err
+            raise SourceError(f"{self.label} sent invalid JSON for {_path(url)}") from err
         link = resp.headers.get("Link")
         if etag := resp.headers.get("ETag"):
             _write_json(cache, {"url": url, "etag": etag, "link": link, "body": body})
@@ -124,7 +125,7 @@ class GitHubSource:
                 raise SourceError(f"repository {self.repo} not found at {self.api_url}")
             body, link = got
             if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
-                raise SourceError(f"GitHub API sent an unexpected answer for {_path(url)}")
+                raise SourceError(f"{self.label} sent an unexpected answer for {_path(url)}")
             for item in body:
                 if not item.get("draft"):
                     out.append(self._release(item))
@@ -174,7 +175,7 @@ class GitHubSource:
             return self._parse_release(item)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise SourceError(
-                f"GitHub API sent a release of an unexpected shape ({type(err).__name__}: {err})"
+                f"{self.label} sent a release of an unexpected shape ({type(err).__name__}: {err})"
             ) from err
 
     def _parse_release(self, item: dict[str, Any]) -> Release:
@@ -184,7 +185,7 @@ class GitHubSource:
                 name=a["name"],
                 size=int(a.get("size") or 0),
                 digest=a.get("digest") or None,
-                url=a["browser_download_url"],
+                url=self._asset_url(tag, a),
             )
             for a in item.get("assets", [])
         )
@@ -200,6 +201,27 @@ class GitHubSource:
             source=self.name,
         )
 
+    # -- hooks a GitHub-shaped mirror overrides ---------------------------------------------
+
+    def _asset_url(self, tag: str, asset: dict[str, Any]) -> str:
+        return str(asset["browser_download_url"])
+
+    def _read_small(self, url: str, what: str) -> str:
+        try:
+            resp = self._downloads.get(url)
+            resp.raise_for_status()
+        except requests.RequestException as err:
+            raise SourceError(f"cannot read {what}: {_why(err)}") from err
+        return resp.text[:4096]
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def prepare(self, want: Want) -> Want:
+        return want
+
+    def fetcher(self, want: Want, progress: Progress) -> Fetcher:
+        return fetch.http_fetcher(self._downloads, want, progress)
+
     def _nightly_build(self, tag: str, assets: tuple[Asset, ...]) -> str | None:
         asset = next((a for a in assets if a.name == NIGHTLY_TAG_ASSET), None)
         if asset is None:
@@ -208,12 +230,7 @@ class GitHubSource:
         memo = self._etags / "nightly" / f"{key}.txt"  # tags come from a server: never a path
         if memo.is_file():
             return memo.read_text().strip() or None
-        try:
-            resp = self._downloads.get(asset.url)
-            resp.raise_for_status()
-        except requests.RequestException as err:
-            raise SourceError(f"cannot read {NIGHTLY_TAG_ASSET} of {tag}: {_why(err)}") from err
-        m = _BUILD_IN_TEXT.search(resp.text)
+        m = _BUILD_IN_TEXT.search(self._read_small(asset.url, f"{NIGHTLY_TAG_ASSET} of {tag}"))
         build = m.group(0) if m else None
         if build:
             _write_text(memo, build)

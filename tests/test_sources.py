@@ -237,7 +237,7 @@ def test_chain_falls_back_per_release(gh: FakeGitHub, tmp_path: Path, capsys) ->
 def test_chain_never_falls_back_on_integrity_errors(gh: FakeGitHub, tmp_path: Path, capsys) -> None:
     mirror = write_mirror(gh, tmp_path / "mirror")
     gh.faults.corrupt[TGZ] = 2
-    code, out, err = run(
+    code, out, _ = run(
         "--api-url",
         gh.api_url,
         "--cache-dir",
@@ -315,7 +315,7 @@ def test_npm_resolves_tags_from_package_metadata() -> None:
         ("linux", "cpu"),
         ("macos", "metal"),
     }
-    with pytest.raises(ReleaseNotFound, match="carries no build of llama.cpp b4000"):
+    with pytest.raises(ReleaseNotFound, match=r"carries no build of llama\.cpp b4000"):
         src.version_for("b4000")
 
 

@@ -32,6 +32,7 @@ class CellResult:
     companions: list[Stored] = field(default_factory=list)
     source: str | None = None
     error: HarnessError | None = None
+    rel: Release | None = None  # what the serving source said about the release
 
     def to_json(self) -> dict[str, Any]:
         s = self.stored
@@ -157,6 +158,7 @@ class Provisioner:
                 res.error = err
                 continue
             res.build, res.source, res.asset, res.error = rel.build, rel.source, asset.name, None
+            res.rel = rel
             return i, source, self.want(rel, asset), [self.want(rel, c) for c in companions]
         return None
 

@@ -219,6 +219,17 @@ class GitHubSource:
     def prepare(self, want: Want) -> Want:
         return want
 
+    def download_to(self, url: str, target: Path) -> None:
+        """A file that is not a release asset (the source archive behind `tarball_url`). It lives
+        on the API host, so it goes through the API session: the token applies, and requests
+        drops it when the answer redirects elsewhere."""
+        session = self._api if http.origin(url) == http.origin(self.api_url) else self._downloads
+        try:
+            with target.open("wb") as out:
+                fetch.stream(session, url, out, name=target.name)
+        except OSError as err:
+            raise SourceError(f"{target}: cannot write: {err.strerror}") from err
+
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         return fetch.http_fetcher(self._downloads, want, progress)
 

@@ -97,6 +97,13 @@ class MirrorSource(GitHubSource):
         except OSError as err:
             raise AssetNotFound(f"cannot read {what} in the mirror: {err.strerror}") from err
 
+    def download_to(self, url: str, target: Path) -> None:
+        if self.folder is None:
+            super().download_to(url, target)
+            return
+        with target.open("wb") as out:
+            fetch.copy_file(Path(url), out, "sha256")
+
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         if self.folder is None:
             return super().fetcher(want, progress)

@@ -1,0 +1,154 @@
+"""Load one llama.cpp release into this process through ctypes, the way every release accepts.
+
+Every release has the SONAME `libggml-base.so`: a second release in the same process binds to the
+first one's ggml or fails. So: one release per process. The harness itself loads each release in a
+child process (`harness.suites.child`); `load_library()` is for a user who wants one release in
+their own process.
+
+Order matters: ggml-base, ggml, llama are preloaded by absolute path with RTLD_GLOBAL (b3889's
+RUNPATH points at its build machine; npm builds rename the libraries `libllama.<tag>.so`), the log
+callback is installed before backends load (so their chatter is captured, not printed), then
+`ggml_backend_load_all_from_path(libdir)` (required from b4435 on: without it model load segfaults).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.abi import Api, Bindings, Functions
+from harness.errors import HarnessError
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows runners
+    _NAMES = {"ggml-base": r"ggml-base\.dll", "ggml": r"ggml\.dll", "llama": r"llama\.dll"}
+elif sys.platform == "darwin":  # pragma: no cover
+    _NAMES = {
+        "ggml-base": r"libggml-base(\.[0-9]+)*\.dylib",
+        "ggml": r"libggml(\.[^-][^/]*)?\.dylib",
+        "llama": r"libllama(\.[^-][^/]*)?\.dylib",
+    }
+else:
+    _NAMES = {
+        "ggml-base": r"libggml-base\.so",
+        "ggml": r"libggml(\.b[0-9]+|\.v[0-9.]+)?\.so",
+        "llama": r"libllama(\.b[0-9]+|\.v[0-9.]+)?\.so",
+    }
+_LLAMA_ANYWHERE = re.compile(r"^(lib)?llama(\.[^-].*)?\.(so|dylib|dll)$")
+
+
+class LoadFailed(HarnessError):
+    pass
+
+
+def find_libdir(tree: Path) -> Path:
+    """The folder that holds libllama, wherever an era's archive put it (build/bin/, llama-<tag>/,
+    bins/<platform>/, or flat)."""
+    hits = sorted(p.parent for p in tree.rglob("*") if _LLAMA_ANYWHERE.match(p.name))
+    if not hits:
+        raise LoadFailed(f"no libllama in {tree}")
+    return min(hits, key=lambda p: len(p.parts))
+
+
+def library_paths(libdir: Path) -> dict[str, Path]:
+    """ggml-base (absent before b4435), ggml, llama, in load order, by their plain names."""
+    names = {p.name: p for p in libdir.iterdir()}
+    out: dict[str, Path] = {}
+    for role, pattern in _NAMES.items():
+        found = sorted(n for n in names if re.fullmatch(pattern, n))
+        if found:
+            out[role] = names[found[0]]
+    if "llama" not in out:
+        raise LoadFailed(f"no libllama in {libdir}")
+    return out
+
+
+LogSink = Callable[[int, str], None]
+
+
+@dataclass
+class Loaded:
+    """A release loaded into this process."""
+
+    libdir: Path
+    fns: Functions
+    bindings: Bindings
+    handles: list[ctypes.CDLL]
+    backends: str  # how backends were loaded
+    _keep: list[Any] = field(default_factory=list, repr=False)  # callbacks ctypes must not free
+
+
+def load(libdir: Path, api: Api, log: LogSink | None = None) -> Loaded:
+    paths = library_paths(libdir)
+    handles = []
+    for role in ("ggml-base", "ggml", "llama"):
+        if role in paths:
+            try:
+                handles.append(ctypes.CDLL(str(paths[role]), mode=ctypes.RTLD_GLOBAL))
+            except OSError as err:
+                raise LoadFailed(f"cannot load {paths[role].name}: {err}") from err
+    bindings = Bindings(api)
+    fns = bindings.bind(handles[-1])
+    keep: list[Any] = []
+    if "llama_log_set" in fns:
+        cb_type = fns.llama_log_set.argtypes[0]
+
+        def on_log(level: int, text: bytes | None, _user: Any) -> None:
+            if log and text:
+                log(level, text.decode("utf-8", "replace"))
+
+        callback = cb_type(on_log)
+        keep.append(callback)
+        fns.llama_log_set(callback, None)
+    backends = "linked"
+    if "ggml_backend_load_all_from_path" in fns:
+        fns.ggml_backend_load_all_from_path(str(libdir).encode())
+        backends = "load_all_from_path"
+    elif "ggml_backend_load_all" in fns:
+        fns.ggml_backend_load_all()
+        backends = "load_all"
+    if "llama_backend_init" in fns:
+        args = [False] if fns.llama_backend_init.argtypes else []  # b<2xxx took `numa`
+        fns.llama_backend_init(*args)
+    return Loaded(libdir, fns, bindings, handles, backends, keep)
+
+
+_LOADED: dict[str, Loaded] = {}
+
+
+def load_library(
+    version: str = "latest",
+    *,
+    cache_dir: str | Path | None = None,
+    sources: tuple[str, ...] = ("github", "npm"),
+    log: LogSink | None = None,
+) -> Loaded:
+    """Provision this machine's build of `version` and load it into THIS process.
+
+    One release per process: every release shares the SONAME libggml-base.so, so a second,
+    different release raises LoadFailed (run it in a child process instead). Loading the same
+    release again returns the same object.
+    """
+    from harness.api import LibraryDownloader
+    from harness.prepare import release_api
+
+    dl = LibraryDownloader(cache_dir, sources=sources)
+    result = dl.download(version)
+    assert result.stored
+    libdir = find_libdir(Path(result.stored.path))
+    key = str(libdir)
+    if key in _LOADED:
+        return _LOADED[key]
+    if _LOADED:
+        other = next(iter(_LOADED))
+        raise LoadFailed(
+            f"{other} is already loaded in this process; llama.cpp releases share the SONAME "
+            "libggml-base.so, so load another release in a child process"
+        )
+    api = release_api(dl, result)
+    _LOADED[key] = loaded = load(libdir, api, log)
+    return loaded

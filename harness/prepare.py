@@ -1,0 +1,117 @@
+"""Per release: its own headers (and so its ABI), fetched once and cached beside its binaries.
+
+    <cache>/headers/<build>/include/     llama.h and the ggml headers it includes
+    <cache>/headers/<build>/api-<target>.json   the parsed ABI (functions, structs, enums)
+
+Headers are not in the binary archives. They come from the release's GitHub source archive
+(`tarball_url`), a mirror's `<tag>/source.tar.gz`, or the `node-llama-cpp@<version>` npm package's
+`llama/gitRelease.bundle` (a git bundle of that llama.cpp tag); the cell's own source first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import filelock
+
+from harness import headers
+from harness.abi import Api, parse_headers
+from harness.errors import HarnessError, SourceError
+from harness.provision import CellResult
+from harness.sources.github import GitHubSource
+from harness.sources.mirror import MirrorSource
+from harness.sources.npm import MAIN, NpmSource
+
+log = logging.getLogger(__name__)
+
+BUNDLE = "package/llama/gitRelease.bundle"
+
+
+def _from_tarball(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
+    from harness.api import LibraryDownloader
+
+    assert isinstance(dl, LibraryDownloader) and res.rel and res.source
+    source = dl.source_named(res.source)
+    target = tmp / "source.tar.gz"
+    if isinstance(source, MirrorSource):
+        url = source._asset_url(res.rel.build or res.rel.tag, {"name": "source.tar.gz"})
+    elif isinstance(source, GitHubSource) and res.rel.tarball_url:
+        url = res.rel.tarball_url
+    else:
+        raise SourceError(f"{res.source} has no source archive for {res.build}")
+    source.download_to(url, target)
+    return headers.headers_from_source_tarball(target, dest)
+
+
+def _from_npm(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
+    from harness.api import LibraryDownloader
+
+    assert isinstance(dl, LibraryDownloader) and res.build
+    npm = dl.source_named("npm")
+    assert isinstance(npm, NpmSource)
+    version = npm.version_for(res.build)
+    tgz = npm.pack(f"{MAIN}@{version}", tmp)
+    bundle = tmp / "gitRelease.bundle"
+    try:
+        with tarfile.open(tgz, "r:gz") as tar:
+            member = tar.extractfile(BUNDLE)
+            if member is None:
+                raise SourceError(f"{MAIN}@{version} has no {BUNDLE}")
+            with bundle.open("wb") as out:
+                shutil.copyfileobj(member, out, 1 << 20)
+    except KeyError as err:
+        raise SourceError(f"{MAIN}@{version} has no {BUNDLE}") from err
+    except (tarfile.TarError, OSError) as err:
+        raise SourceError(f"{MAIN}@{version}: unreadable package ({err})") from err
+    return headers.headers_from_bundle(bundle, dest)
+
+
+Getter = Callable[[object, CellResult, Path, Path], Path]
+
+
+def headers_dir(dl: object, res: CellResult) -> Path:
+    """The release's include folder, fetched on first use; the cell's own source first."""
+    from harness.api import LibraryDownloader
+
+    assert isinstance(dl, LibraryDownloader) and res.build
+    root = dl.cache.root / "headers" / res.build
+    include = root / "include"
+    if (include / "llama.h").is_file():
+        return include
+    root.mkdir(parents=True, exist_ok=True)
+    order: list[tuple[str, Getter]] = [("source archive", _from_tarball), ("npm", _from_npm)]
+    if res.source == "npm":
+        order.reverse()
+    errors = []
+    with filelock.FileLock(str(root / "headers.lock")):
+        if (include / "llama.h").is_file():
+            return include
+        for what, get in order:
+            with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as tmp:
+                try:
+                    return get(dl, res, include, Path(tmp))
+                except HarnessError as err:
+                    log.info("headers of %s from %s: %s", res.build, what, err)
+                    errors.append(f"{what}: {err}")
+    raise SourceError(f"no headers for {res.build}: " + "; ".join(errors))
+
+
+def release_api(dl: object, res: CellResult, target: str | None = None) -> Api:
+    """The release's ABI from its own llama.h (parsed once per target, then read from JSON)."""
+    include = headers_dir(dl, res)
+    cached = include.parent / f"api-{target or 'host'}.json"
+    if cached.is_file():
+        try:
+            return Api.from_json(cached.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError):
+            log.info("re-parsing %s: unreadable cached ABI", res.build)
+    api = parse_headers(include, target=target)
+    tmp = cached.with_name(f"{cached.name}.{id(api)}.incomplete")
+    tmp.write_text(api.to_json(), encoding="utf-8")
+    tmp.replace(cached)
+    return api

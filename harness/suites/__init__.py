@@ -1,0 +1,1 @@
+"""The suites run against every host-runnable cell: conformance now, throughput next."""

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from harness.api import LibraryDownloader, clean_library_cache
+__all__ = ["LibraryDownloader", "__version__", "clean_library_cache", "load_library"]
 
-__all__ = ["LibraryDownloader", "__version__", "clean_library_cache"]
+if TYPE_CHECKING:
+    from harness.api import LibraryDownloader, clean_library_cache
+    from harness.load import load_library
+
+
+def __getattr__(name: str) -> Any:
+    """Import the API lazily: the child process that loads a release needs none of it."""
+    if name in ("LibraryDownloader", "clean_library_cache"):
+        from harness import api
+
+        return getattr(api, name)
+    if name == "load_library":
+        from harness import load
+
+        return load.load_library
+    raise AttributeError(name)

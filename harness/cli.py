@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="re-download what is wrong")
     p = cmd("clean-cache", "remove cached releases (all by default)")
     p.add_argument("release", nargs="?")
+    p = cmd("run", "the matrix job: provision, conformance on this host's cells, report")
+    p.add_argument("releases", nargs="*", metavar="RELEASE", help="instead of matrix.yaml's")
+    for axis in ("os", "arch", "variant"):
+        p.add_argument(f"--{axis}", action="append", default=[], metavar=axis.upper(),
+                       help=f"only this {axis} (repeatable, or comma-separated)")
+    p.add_argument("--suite", action="append", choices=["conformance"], default=None,
+                   help="which suites to run (default: all)")
+    p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
+    p.add_argument("--out", metavar="DIR", default="llama-harness-report",
+                   help="where report.json and report.md go (default ./llama-harness-report)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="cells run in parallel (pytest-xdist workers; default: CPU count)")
+    p.add_argument("--threads", type=int, default=1, help="llama.cpp threads per cell (1)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (120)")
+    p.add_argument("--verify", choices=matrix.VERIFY_POLICIES, default=None,
+                   help="digest policy (default: matrix.yaml's, else if-available)")
     p = cmd("npm-index", "which llama.cpp release each node-llama-cpp npm version carries")
     p.add_argument("--refresh", action="store_true", help="learn every version (downloads each)")
     return top
@@ -306,6 +323,38 @@ def cmd_clean_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import report
+    from harness.run import Options, run
+
+    m = _matrix(args, required=True)
+    assert m is not None
+    if args.workers < 1 or args.threads < 1:
+        raise ConfigError("--workers and --threads must be at least 1")
+    dl = _downloader(args, m, args.verify)
+    args.host = args.all_platforms = False
+    cells = _download_cells(args, m, dl)
+    if not cells:
+        raise ConfigError("no cells to run (check the filters and excludes)")
+    out = Path(args.out).resolve()
+    opts = Options(out, workers=args.workers, threads=args.threads, timeout=args.timeout,
+                   model=m.model, quiet=bool(args.json or args.quiet))
+    rep = run(dl, cells, opts)
+    report.write(rep, out)
+    counts = report.summary(rep)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(report.markdown(rep))
+        print(f"report: {out / 'report.json'}, {out / 'report.md'}")
+    for c in rep["cells"]:
+        if c["status"] in ("fail", "error", "crash"):
+            print(f"llama-harness: {c['status']}: {c['release']} {c['os']}/{c['arch']}/"
+                  f"{c['variant']}: {c['reason']}", file=sys.stderr)
+    return EXIT_FAILED if counts["fail"] + counts["error"] + counts["crash"] else EXIT_OK
+
+
 def cmd_npm_index(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
     npm = dl.source_named("npm")
@@ -335,6 +384,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "clean-cache": cmd_clean_cache,
     "npm-index": cmd_npm_index,
+    "run": cmd_run,
 }
 
 

@@ -190,6 +190,7 @@ class Provisioner:
             stored = [g for g in got if isinstance(g, Stored)]
             if len(stored) == len(got):
                 res.stored, res.companions = stored[0], stored[1:]
+                res.asset = stored[0].asset  # a source may serve a stand-in (npm rebuilds)
                 continue
             res.error = next(g for g in got if isinstance(g, HarnessError))
             if isinstance(res.error, SourceError) and i + 1 < len(self.sources):

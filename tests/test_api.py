@@ -20,7 +20,9 @@ def dl(gh: FakeGitHub, tmp_path: Path) -> LibraryDownloader:
 
 
 def test_public_surface() -> None:
-    assert harness.__all__ == ["LibraryDownloader", "__version__", "clean_library_cache"]
+    assert harness.__all__ == [
+        "LibraryDownloader", "__version__", "clean_library_cache", "load_library"]
+    assert harness.LibraryDownloader is LibraryDownloader
 
 
 def test_releases_and_latest(dl: LibraryDownloader) -> None:

@@ -67,6 +67,7 @@ class NpmSource:
         self.folder = cache_dir / "npm"
         self.npm = npm or shutil.which("npm") or "npm"
         self._index: dict[str, Any] | None = None
+        self._alternates: dict[str, list[str]] = {}  # spec → older specs of the same release
 
     # -- the npm CLI ---------------------------------------------------------------------------
 
@@ -204,11 +205,15 @@ class NpmSource:
 
     def version_for(self, tag: str) -> str:
         """The newest package version that carries `tag` (`b<N>`, `v*` or `latest`)."""
+        return self.versions_for(tag)[0]
+
+    def versions_for(self, tag: str) -> list[str]:
+        """Every version that carries `tag`, newest first (a rebuild may lack a platform)."""
         versions = self.versions(refresh=tag == "latest")
         if not versions:
             raise ReleaseNotFound(f"npm lists no versions of {MAIN}")
         if tag == "latest":
-            return versions[-1]
+            tag = self.tag_of(versions[-1])
         known = [v for v in versions if self._load()["tags"].get(v) == tag]
         if not known:
             known = self._search(versions, tag)
@@ -218,7 +223,15 @@ class NpmSource:
                 f"(it carries {self.tag_of(versions[0])} … "
                 f"{self.tag_of(versions[-1])})"
             )
-        return max(known, key=_version_key)
+        lo, hi = (
+            versions.index(min(known, key=_version_key)),
+            versions.index(max(known, key=_version_key)),
+        )
+        while lo > 0 and self.tag_of(versions[lo - 1]) == tag:
+            lo -= 1
+        while hi + 1 < len(versions) and self.tag_of(versions[hi + 1]) == tag:
+            hi += 1
+        return list(reversed(versions[lo : hi + 1]))
 
     def _search(self, versions: list[str], tag: str) -> list[str]:
         m = _BUILD.match(tag)
@@ -263,21 +276,27 @@ class NpmSource:
         return list(index["platforms"][version])
 
     def get_release(self, tag: str) -> Release:
-        version = self.version_for(tag)
-        build = self.tag_of(version)
+        versions = self.versions_for(tag)
+        version, build = versions[0], self.tag_of(versions[0])
         assets = []
-        for platform in self._platforms(version):
-            cell = platform_cell(platform)
-            if cell:
-                assets.append(
-                    Asset(
-                        f"node-llama-cpp-{platform}-{version}.tgz",
-                        0,
-                        None,
-                        f"npm:{SCOPE}/{platform}@{version}",
-                        cell,
+        seen: set[str] = set()
+        for v in versions:
+            for platform in self._platforms(v):
+                cell = platform_cell(platform)
+                if cell and platform not in seen:
+                    seen.add(platform)
+                    self._alternates[f"{SCOPE}/{platform}@{v}"] = [
+                        f"{SCOPE}/{platform}@{o}" for o in versions[versions.index(v) + 1 :]
+                    ]
+                    assets.append(
+                        Asset(
+                            f"node-llama-cpp-{platform}-{v}.tgz",
+                            0,
+                            None,
+                            f"npm:{SCOPE}/{platform}@{v}",
+                            cell,
+                        )
                     )
-                )
         return Release(
             tag=tag,
             build=build,
@@ -305,19 +324,43 @@ class NpmSource:
         ]
 
     def prepare(self, want: Want) -> Want:
+        """Its registry integrity; when a version lists a platform it never published, the
+        next older version that carries the same llama.cpp release."""
         if want.digest:
             return want
-        spec = want.url.removeprefix("npm:")
+        first = want.url.removeprefix("npm:")
+        for spec in [first, *self._alternates.get(first, [])]:
+            try:
+                digest = self._integrity(spec)
+            except AssetNotFound:
+                continue
+            platform, _, version = spec.removeprefix(f"{SCOPE}/").partition("@")
+            return Want(
+                want.build,
+                f"node-llama-cpp-{platform}-{version}.tgz",
+                want.size,
+                digest,
+                f"npm:{spec}",
+                want.source,
+            )
+        raise AssetNotFound(f"npm has no package {first} ({MAIN} lists it; it was never published)")
+
+    def _integrity(self, spec: str) -> str:
         index = self._load()
+        if index["integrity"].get(spec, "") is None:
+            raise AssetNotFound(f"npm has no package {spec}")
         if spec not in index["integrity"]:
-            sri = self._view(spec, "dist.integrity")
+            try:
+                sri = self._view(spec, "dist.integrity")
+            except AssetNotFound:
+                index["integrity"][spec] = None  # listed but never published: remembered
+                self._save()
+                raise
             if not isinstance(sri, str) or not sri.startswith("sha512-"):
                 raise SourceError(f"npm publishes no sha512 integrity for {spec}")
             index["integrity"][spec] = hashes.from_sri(sri)
             self._save()
-        return Want(
-            want.build, want.name, want.size, index["integrity"][spec], want.url, want.source
-        )
+        return str(index["integrity"][spec])
 
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         spec = want.url.removeprefix("npm:")

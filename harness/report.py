@@ -1,0 +1,125 @@
+"""The compatibility report: report.json (the contract in DESIGN.md) and report.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+
+GLYPH = {"pass": "✅", "fail": "❌", "skip": "⏭️", "error": "⚠️", "crash": "💥"}
+STATUSES = ("pass", "fail", "skip", "error", "crash")
+
+
+def host_info() -> dict[str, Any]:
+    from harness.assets import host_platform
+
+    os_, arch = host_platform()
+    return {"os": os_, "arch": arch, "platform": platform.platform(),
+            "python": platform.python_version(), "cpus": os.cpu_count(),
+            "machine": platform.machine()}  # fmt: skip
+
+
+def build(cells: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "harness": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": host_info(),
+        "cells": list(cells),
+        **(extra or {}),
+    }
+
+
+def summary(report: dict[str, Any]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for c in report["cells"]:
+        counts[c["status"]] = counts.get(c["status"], 0) + 1
+    return counts
+
+
+def markdown(report: dict[str, Any]) -> str:
+    cells = report["cells"]
+    releases = list(dict.fromkeys(c["release"] for c in cells))
+    platforms = list(dict.fromkeys(f"{c['os']}/{c['arch']}/{c['variant']}" for c in cells))
+    by = {(c["release"], f"{c['os']}/{c['arch']}/{c['variant']}"): c for c in cells}
+    counts = summary(report)
+    lines = [
+        "# llama.cpp compatibility report",
+        "",
+        f"llama-harness {report['harness']} · {report['created']} · host "
+        f"{report['host']['os']}/{report['host']['arch']} · "
+        + " · ".join(f"{GLYPH[s]} {n} {s}" for s, n in counts.items() if n),
+        "",
+        "| release | " + " | ".join(platforms) + " |",
+        "|---|" + "---|" * len(platforms),
+    ]
+    for rel in releases:
+        build = next((c["build"] for c in cells if c["release"] == rel and c.get("build")), None)
+        name = rel if not build or build == rel else f"{rel} ({build})"
+        row = []
+        for plat in platforms:
+            c = by.get((rel, plat))
+            row.append(GLYPH[c["status"]] if c else "")
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += ["", "✅ pass · ❌ fail · ⏭️ skip (not runnable here) · ⚠️ error · 💥 crash", ""]
+    problems = [c for c in cells if c["status"] in ("fail", "error", "crash")]
+    if problems:
+        lines += ["## Problems", ""]
+        for c in problems:
+            lines.append(
+                f"- **{c['release']} {c['os']}/{c['arch']}/{c['variant']}** "
+                f"{c['status']}: {c.get('reason') or ''}"
+            )
+            for name, chk in (c.get("checks") or {}).items():
+                if chk["status"] in ("fail", "error"):
+                    lines.append(f"  - `{name}`: {chk['message']}")
+        lines.append("")
+    ran = [c for c in cells if c.get("checks")]
+    if ran:
+        lines += [
+            "## Conformance",
+            "",
+            "| cell | checks | greedy tokens | seconds |",
+            "|---|---|---|---|",
+        ]
+        for c in ran:
+            ok = sum(1 for x in c["checks"].values() if x["status"] == "pass")
+            greedy = (c.get("facts") or {}).get("greedy")
+            wall = (c.get("seconds") or {}).get("wall")
+            lines.append(
+                f"| {c['release']} {c['os']}/{c['arch']}/{c['variant']} | "
+                f"{ok}/{len(c['checks'])} | {' '.join(map(str, greedy or []))[:60]} | "
+                f"{wall if wall is not None else ''} |"
+            )
+        lines.append("")
+    skipped = [c for c in cells if c["status"] == "skip"]
+    if skipped:
+        reasons: dict[str, list[str]] = {}
+        for c in skipped:
+            reasons.setdefault(c.get("reason") or "", []).append(
+                f"{c['release']} {c['os']}/{c['arch']}/{c['variant']}"
+            )
+        lines += ["## Skipped", ""]
+        lines += [f"- {why}: {len(who)} cells" for why, who in reasons.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("report.json", json.dumps(report, indent=1)),
+        ("report.md", markdown(report)),
+    ):
+        tmp = out / f".{name}.incomplete"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as f:
+            f.write(markdown(report) + "\n")

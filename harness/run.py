@@ -1,0 +1,231 @@
+"""`llama-harness run`: provision the matrix, run conformance on what this host can run, report.
+
+Provisioning and preparation (headers → ABI, the model and its NumPy reference) happen here in
+the parent; each runnable cell then runs in its own child process, driven by pytest and spread
+over pytest-xdist workers. The parent never loads libllama.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import assets, report
+from harness.api import LibraryDownloader
+from harness.errors import HarnessError
+from harness.load import find_libdir
+from harness.matrix import Cell
+from harness.provision import CellResult
+from harness.suites.conformance import NAMES
+
+log = logging.getLogger(__name__)
+
+# A cell's child takes ~0.15 s, an xdist worker ~1 s to start: spread only what pays for it.
+MIN_CELLS_PER_WORKER = 8
+CPU_VARIANTS = {"cpu", "avx", "avx2", "avx512", "noavx", "openblas", "blas", "llvm", "msvc"}
+
+
+@dataclass
+class Options:
+    out: Path
+    workers: int = 2
+    threads: int = 1
+    timeout: float = 120.0
+    model: str = "tiny"
+    quiet: bool = False
+
+
+def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
+    """Why this host cannot run the cell, or None when it can."""
+    if (cell.os, cell.arch) != host:
+        return f"built for {cell.os}/{cell.arch}; this host is {host[0]}/{host[1]}"
+    if cell.variant in CPU_VARIANTS or (cell.os, cell.variant) == ("macos", "metal"):
+        return None
+    return f"the {cell.variant} build needs its GPU runtime; this run checks CPU builds"
+
+
+def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[str, Any]:
+    """What every release must produce, from an independent NumPy forward pass (tiny model)."""
+    if not tiny:
+        return {}
+    from harness import reference
+
+    ids = reference.tokenize(model, prompt)
+    first = reference.forward(model, ids)[-1]
+    return {
+        "prompt_ids": ids,
+        "greedy": reference.greedy(model, ids, n_predict),
+        "first_logits": [float(x) for x in first],
+        "n_vocab": int(first.shape[0]),
+        "bos": 1,
+        "eos": 2,
+    }
+
+
+def _base_row(res: CellResult) -> dict[str, Any]:
+    c = res.cell
+    s = res.stored
+    return {
+        "release": c.release,
+        "build": res.build,
+        "os": c.os,
+        "arch": c.arch,
+        "variant": c.variant,
+        "asset": res.asset,
+        "digest": s.digest if s else None,
+        "source": res.source,
+        "status": "pass",
+        "reason": "",
+        "checks": {},
+        "api": {},
+        "bench": {},
+    }
+
+
+def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str, Any]:
+    from harness import model as models
+    from harness.prepare import release_api
+
+    host = assets.host_platform()
+    results = dl.download_cells(list(cells), raise_errors=False)
+    rows: dict[str, dict[str, Any]] = {}
+    specs: dict[str, dict[str, Any]] = {}
+    model_path = models.ensure_model(dl.cache.root, opts.model)
+    expect: dict[str, Any] | None = None
+    api_dir = opts.out / "abi"
+    api_dir.mkdir(parents=True, exist_ok=True)
+    for res in results:
+        row = rows[res.cell.id] = _base_row(res)
+        if res.error:
+            row["status"], row["reason"] = "error", str(res.error)
+            continue
+        why = not_runnable(res.cell, host)
+        if why:
+            row["status"], row["reason"] = "skip", why
+            continue
+        try:
+            api = release_api(dl, res)
+            libdir = find_libdir(Path(res.stored.path))  # type: ignore[union-attr]
+        except HarnessError as err:
+            row["status"], row["reason"] = "error", str(err)
+            continue
+        api_path = api_dir / f"{res.build}.json"
+        if not api_path.exists():
+            api_path.write_text(api.to_json(), encoding="utf-8")
+        row["api"] = {
+            "functions": len(api.functions),
+            "structs": len(api.structs),
+            "header": f"{res.build} llama.h",
+        }
+        if expect is None:
+            expect = expectations(model_path, opts.model == models.TINY, models.PROMPT, 16)
+        specs[res.cell.id] = {
+            "libdir": str(libdir),
+            "api": str(api_path),
+            "model": str(model_path),
+            "prompt": models.PROMPT,
+            "expect": expect,
+            "n_predict": 16,
+            "threads": opts.threads,
+        }
+    if specs:
+        _pytest(specs, opts)
+    for cid in specs:
+        _merge(rows[cid], opts.out / "cells" / f"{cid}.json")
+    _compare_across_releases([rows[c] for c in specs])
+    return report.build(list(rows.values()), {"model": str(model_path)})
+
+
+def _pytest(specs: dict[str, dict[str, Any]], opts: Options) -> None:
+    work = opts.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    cells_file = work / "cells.json"
+    cells_file.write_text(
+        json.dumps({"cells": specs, "out": str(opts.out), "timeout": opts.timeout}),
+        encoding="utf-8",
+    )
+    ini = work / "pytest.ini"
+    ini.write_text("[pytest]\n", encoding="utf-8")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(work),
+        "-p",
+        "harness.suites.plugin",
+        "-p",
+        "no:cacheprovider",
+        "--cells",
+        str(cells_file),
+        "--pyargs",
+        "harness.suites.test_conformance",
+        "-q",
+        "-rfE",
+        "--junitxml",
+        str(opts.out / "junit-conformance.xml"),
+    ]
+    workers = min(opts.workers, len(specs) // MIN_CELLS_PER_WORKER)
+    if workers > 1:
+        cmd += ["-p", "xdist", "-n", str(workers), "--dist", "loadgroup"]
+    # Only our plugin (and xdist): a user's installed pytest plugins have no business here,
+    # and loading them costs every worker start-up time.
+    env = {
+        **os.environ,
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    subprocess.run(
+        cmd, check=False, env=env, stdout=subprocess.DEVNULL if opts.quiet else sys.stderr
+    )
+
+
+def _merge(row: dict[str, Any], path: Path) -> None:
+    try:
+        outcome = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        row["status"], row["reason"] = "error", "the cell produced no result"
+        return
+    row["status"], row["reason"] = outcome["status"], outcome["reason"]
+    row["checks"] = outcome["checks"]
+    row["facts"] = outcome.get("facts", {})
+    row["log_tail"] = outcome.get("log_tail", [])
+    row["seconds"] = outcome.get("seconds", {})
+    row["api"].update(
+        {"backends": outcome.get("backends"), "missing_symbols": outcome.get("missing_symbols", [])}
+    )
+
+
+def _compare_across_releases(rows: list[dict[str, Any]]) -> None:
+    """Greedy tokens must agree across every release that produced them."""
+    seen = [(r, tuple(r.get("facts", {}).get("greedy") or ())) for r in rows]
+    seen = [(r, g) for r, g in seen if g]
+    if len(seen) < 2:
+        return
+    common, _ = Counter(g for _, g in seen).most_common(1)[0]
+    for r, g in seen:
+        same = g == common
+        r["checks"]["greedy_across_releases"] = {
+            "status": "pass" if same else "fail",
+            "message": f"same {len(g)} tokens as the other releases"
+            if same
+            else f"{list(g)} differs from the other releases' {list(common)}",
+            "seconds": 0.0,
+        }
+        if not same and r["status"] == "pass":
+            r["status"], r["reason"] = "fail", "greedy tokens differ from the other releases"
+
+
+CHECK_NAMES = [*NAMES, "greedy_across_releases"]

@@ -13,20 +13,21 @@ nox.options.error_on_missing_interpreters = False
 def tests(session: nox.Session) -> None:
     """The project's test suite in parallel (pytest-xdist); extra args go to pytest."""
     session.install("-e", ".[test]")
-    args = session.posargs or ["-n", "auto"]
+    # loadgroup: the tests that share one real-build run stay on one worker
+    args = session.posargs or ["-n", "auto", "--dist", "loadgroup"]
     session.run("pytest", *args)
 
 
 @nox.session
 def matrix(session: nox.Session) -> None:
-    """The main job: provision every cell of ./matrix.yaml (args go to `llama-harness download`)."""
+    """The main job: `llama-harness run` on ./matrix.yaml (args after -- go to `run`)."""
     session.install("-e", ".")
-    session.run("llama-harness", "download", *session.posargs)
+    session.run("llama-harness", "run", *session.posargs)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job against the loopback fake GitHub: works on a machine without internet."""
+    """Provisioning against the loopback fake GitHub (fake archives): no network needed."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "tests.demo", *session.posargs)
 

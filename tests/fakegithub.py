@@ -62,6 +62,7 @@ class FakeGitHub:
         self.reset_at = int(time.time()) + 3600
         self.faults = Faults()
         self.lock = threading.Lock()
+        self.source_tarballs: dict[str, bytes] = {}  # tag → what tarball_url serves
         self.api_hits: Counter[str] = Counter()  # path → count (304s included)
         self.api_304 = 0
         self.asset_hits: Counter[str] = Counter()  # asset name → GETs on the asset host
@@ -232,6 +233,14 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             with gh.lock:
                 gh.api_hits[path] += 1
                 gh.api_headers.append(dict(self.headers))
+            tarball = f"/repos/{gh.repo}/tarball/"
+            if path.startswith(tarball):  # the source archive: 302 to codeload, like GitHub
+                tag = path[len(tarball):]
+                if tag not in gh.source_tarballs:
+                    self._send(404, b'{"message":"Not Found"}')
+                    return
+                self._send(302, b"", {"Location": f"{gh.asset_url}/source/{quote(tag)}"})
+                return
             prefix = f"/{gh.repo}/releases/download/"
             if path.startswith(prefix):  # github.com's download URL → 302 to the asset host
                 with gh.lock:
@@ -301,6 +310,13 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
 
         def _asset(self) -> None:
             path = unquote(urlsplit(self.path).path)
+            if path.startswith("/source/"):
+                data = gh.source_tarballs.get(path[len("/source/"):])
+                if data is None:
+                    self._send(404, b"Not Found")
+                else:
+                    self._send(200, data, {"Content-Type": "application/x-gzip"})
+                return
             _, _, rest = path.partition("/assets/")
             tag, _, name = rest.partition("/")
             with gh.lock:

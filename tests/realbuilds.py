@@ -1,0 +1,98 @@
+"""Real llama.cpp builds for tests, obtained the way users get them: through the harness's own
+npm source, into a cache that outlives the test run (so CI downloads each package once per
+machine). Tests that need them skip, with the reason, only when npm cannot be reached."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from harness.api import LibraryDownloader
+from harness.assets import host_platform
+from harness.errors import SourceError
+from harness.load import find_libdir
+from harness.matrix import Cell
+from harness.prepare import headers_dir
+from harness.provision import CellResult
+from tests.archives import Entry, write_targz, write_zip
+
+CACHE = Path(platformdirs.user_cache_dir("llama-harness")) / "test-cache"
+# One release per API era: b3889 (4-argument batch, llama_model* vocab), b4435 (backends as
+# plugins), b4753 (llama_vocab*), b5640 (llama_memory_*), b6673 (flash attention auto),
+# b8095, b10361 (load_mode), v0.5.0 (the first semver tag).
+ERAS = ["b3889", "b4435", "b4753", "b5640", "b6673", "b8095", "b10361", "v0.5.0"]
+
+
+def need_linux_x64_and_npm() -> None:
+    if host_platform() != ("linux", "x64"):
+        pytest.skip("the real-build tests run on linux/x64")
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+
+
+def downloader() -> LibraryDownloader:
+    return LibraryDownloader(CACHE, sources=("npm",), jobs=4)
+
+
+def provision(tags: list[str]) -> dict[str, CellResult]:
+    need_linux_x64_and_npm()
+    dl = downloader()
+    try:
+        results = dl.download_cells(
+            [Cell(t, "linux", "x64", "cpu") for t in tags], raise_errors=False
+        )
+    except SourceError as err:
+        pytest.skip(f"npm unreachable: {err}")
+    for r in results:
+        if r.error and "unreachable" in str(r.error):
+            pytest.skip(f"npm unreachable: {r.error}")
+        assert r.error is None, r.error
+    return {r.cell.release: r for r in results}
+
+
+def era_archive(tag: str, res: CellResult, folder: Path) -> tuple[str, bytes]:
+    """The npm build of `tag` repackaged as that era's GitHub asset: a zip with build/bin/ before
+    late 2025, a tar.gz of llama-<tag>/ with libllama.so → .so.0 → .so.0.0.<N> chains after."""
+    assert res.stored
+    libdir = find_libdir(Path(res.stored.path))
+    files = {
+        p.name: p.read_bytes()
+        for p in sorted(libdir.iterdir())
+        if p.is_file() and p.suffix == ".so"
+    }
+    number = tag.lstrip("b")
+    if int(number) < 7000:
+        name = f"llama-{tag}-bin-ubuntu-x64.zip"
+        entries = [Entry(f"build/bin/{n}", data, 0o755) for n, data in files.items()]
+        return name, write_zip(folder / name, entries).read_bytes()
+    entries = []
+    for n, data in files.items():
+        stem = n.split(".")[0]  # libllama.b8095.so → libllama
+        if stem in ("libllama", "libggml", "libggml-base"):
+            real = f"{stem}.so.0.0.{number}"
+            entries += [
+                Entry(f"llama-{tag}/{real}", data, 0o755),
+                Entry(f"llama-{tag}/{stem}.so.0", kind="symlink", link=real),
+                Entry(f"llama-{tag}/{stem}.so", kind="symlink", link=f"{stem}.so.0"),
+            ]
+        else:
+            entries.append(Entry(f"llama-{tag}/{n}", data, 0o755))
+    name = f"llama-{tag}-bin-ubuntu-x64.tar.gz"
+    return name, write_targz(folder / name, entries).read_bytes()
+
+
+def source_tarball(res: CellResult) -> bytes:
+    """A GitHub-style source archive holding the release's headers where the repo keeps them."""
+    include = headers_dir(downloader(), res)
+    top = "ggml-org-llama.cpp-0123abc"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for h in sorted(include.glob("*.h")):
+            where = "include" if h.name.startswith("llama") else "ggml/include"
+            tar.add(h, arcname=f"{top}/{where}/{h.name}")
+    return buf.getvalue()

@@ -1,0 +1,212 @@
+"""`llama-harness run` end to end on REAL llama.cpp builds of every API era.
+
+Two paths to the same builds: the npm source (node-llama-cpp's packages) and the loopback fake
+GitHub, serving them repackaged in their era's release layout with a source archive for headers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.load import find_libdir
+from harness.runner import run_cell
+from harness.suites.conformance import NAMES
+from tests.conftest import ROOT
+from tests.fakegithub import FakeGitHub
+from tests.realbuilds import CACHE, ERAS, era_archive, provision, source_tarball
+
+pytestmark = pytest.mark.xdist_group("real-builds")
+
+REPORT_KEYS = {
+    "release",
+    "build",
+    "os",
+    "arch",
+    "variant",
+    "asset",
+    "digest",
+    "source",
+    "status",
+    "reason",
+    "checks",
+    "api",
+    "bench",
+}
+
+
+def harness_run(args: list[str], cwd: Path) -> tuple[int, dict[str, Any], str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    out = Path(args[args.index("--out") + 1])
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+    return proc.returncode, report, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def npm_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path]:
+    provision(ERAS)  # skips cleanly without npm
+    tmp = tmp_path_factory.mktemp("npm-run")
+    (tmp / "matrix.yaml").write_text(
+        "sources: [npm]\n"
+        f"releases: [{', '.join(ERAS)}]\n"
+        "platforms:\n  - {os: linux, arch: x64}\n  - {os: linux, arch: arm64}\n"
+    )
+    code, report, err = harness_run(
+        ["--cache-dir", str(CACHE), "run", "--out", str(tmp / "out")], tmp
+    )
+    assert report, err
+    return code, report, tmp / "out"
+
+
+def test_every_era_passes_conformance_from_npm(npm_report) -> None:
+    code, report, _ = npm_report
+    linux = [c for c in report["cells"] if c["arch"] == "x64"]
+    assert [c["release"] for c in linux] == ERAS
+    for c in linux:
+        assert c["status"] == "pass", (c["release"], c["reason"])
+        assert c["source"] == "npm" and c["digest"].startswith("sha512:")
+        assert set(NAMES) <= set(c["checks"])
+        assert {k: v["status"] for k, v in c["checks"].items()} == dict.fromkeys(
+            [*NAMES, "greedy_across_releases"], "pass"
+        )
+    assert code == 0
+
+
+def test_greedy_tokens_match_numpy_and_each_other(npm_report) -> None:
+    from harness import model, reference
+
+    _, report, _ = npm_report
+    m = model.ensure_model(CACHE)
+    want = reference.greedy(m, reference.tokenize(m, model.PROMPT), 16)
+    got = {c["release"]: c["facts"]["greedy"] for c in report["cells"] if c["arch"] == "x64"}
+    assert set(map(tuple, got.values())) == {tuple(want)}
+    diffs = [c["facts"]["max_logit_diff"] for c in report["cells"] if c["arch"] == "x64"]
+    assert max(diffs) < 1e-2
+
+
+def test_api_flavours_were_taken_from_each_header(npm_report) -> None:
+    _, report, _ = npm_report
+    by = {c["release"]: c for c in report["cells"] if c["arch"] == "x64"}
+    assert "llama_kv_cache_clear" in by["b3889"]["checks"]["memory_clear"]["message"]
+    assert "llama_memory_clear" in by["b10361"]["checks"]["memory_clear"]["message"]
+    assert by["b3889"]["api"]["backends"] == "linked"
+    assert by["b4435"]["api"]["backends"] == "load_all_from_path"
+
+
+def test_report_files_and_skips(npm_report) -> None:
+    _, report, out = npm_report
+    assert set(report) >= {"harness", "created", "host", "cells"}
+    for c in report["cells"]:
+        assert set(c) >= REPORT_KEYS
+        assert c["status"] in ("pass", "fail", "skip", "error", "crash")
+    arm = [c for c in report["cells"] if c["arch"] == "arm64"]
+    assert len(arm) == len(ERAS) and {c["status"] for c in arm} == {"skip"}
+    assert all("built for linux/arm64; this host is linux/x64" in c["reason"] for c in arm)
+    md = (out / "report.md").read_text()
+    assert "| release | linux/x64/cpu | linux/arm64/cpu |" in md
+    assert "| b10361 | ✅ | ⏭️ |" in md
+    assert (out / "junit-conformance.xml").is_file()
+
+
+def test_same_builds_through_fake_github_in_era_layouts(tmp_path: Path) -> None:
+    tags = ["b4435", "b8095"]  # a build/bin/ zip and a tar.gz with symlink chains
+    builds = provision(tags)
+    with FakeGitHub() as gh:
+        for tag in tags:
+            name, data = era_archive(tag, builds[tag], tmp_path / "assets")
+            gh.add_release(tag, {name: data})
+            gh.source_tarballs[tag] = source_tarball(builds[tag])
+        (tmp_path / "matrix.yaml").write_text(
+            f"releases: [{', '.join(tags)}]\nplatforms: [{{os: linux, arch: x64}}]\n"
+        )
+        code, report, err = harness_run(
+            [
+                "--api-url",
+                gh.api_url,
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "run",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            tmp_path,
+        )
+        assert gh.source_tarballs and sum(gh.asset_hits.values()) == 2
+    assert code == 0, err
+    for c in report["cells"]:
+        assert (c["source"], c["status"]) == ("github", "pass"), c["reason"]
+        assert c["digest"].startswith("sha256:")
+    tree = tmp_path / "cache" / "releases" / "b8095" / "llama-b8095-bin-ubuntu-x64"
+    assert (tree / "llama-b8095" / "libllama.so").is_symlink()
+
+
+def test_a_wrong_abi_is_isolated_in_its_child(tmp_path: Path) -> None:
+    """b10361's library driven with b3889's header: the child dies or fails; we go on."""
+    from harness import model
+    from harness.prepare import release_api
+    from tests.realbuilds import downloader
+
+    builds = provision(["b3889", "b10361"])
+    dl = downloader()
+    wrong = tmp_path / "b3889-api.json"
+    wrong.write_text(release_api(dl, builds["b3889"]).to_json())
+    libdir = find_libdir(Path(builds["b10361"].stored.path))  # type: ignore[union-attr]
+    spec = {
+        "libdir": str(libdir),
+        "api": str(wrong),
+        "model": str(model.ensure_model(CACHE)),
+        "prompt": model.PROMPT,
+        "expect": {},
+        "threads": 1,
+    }
+    outcome = run_cell(spec, tmp_path / "cell", timeout=60)
+    assert outcome.status in ("crash", "fail"), outcome
+    if outcome.status == "crash":
+        assert outcome.reason.startswith("SIG")
+        assert outcome.log_tail
+    right = dict(spec, api=str(tmp_path / "right.json"))
+    Path(right["api"]).write_text(release_api(dl, builds["b10361"]).to_json())
+    assert run_cell(right, tmp_path / "cell2", timeout=60).status == "pass"
+
+
+def test_load_library_in_a_fresh_process(tmp_path: Path) -> None:
+    """The Python API loads one release into the caller's process, and refuses a second."""
+    provision(["b8095", "b10361"])
+    code = f"""
+import harness
+from harness.load import LoadFailed
+lib = harness.load_library("b10361", cache_dir={str(CACHE)!r}, sources=("npm",))
+print(lib.fns.llama_print_system_info().decode()[:20])
+assert harness.load_library("b10361", cache_dir={str(CACHE)!r}, sources=("npm",)) is lib
+try:
+    harness.load_library("b8095", cache_dir={str(CACHE)!r}, sources=("npm",))
+except LoadFailed as err:
+    print("refused:", err)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout
+    assert "SONAME" in proc.stdout

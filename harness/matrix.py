@@ -198,17 +198,18 @@ def parse(data: Any, source: str = "matrix.yaml", path: Path | None = None) -> M
         exclude=tuple(data.get("exclude", ())),
         repo=data.get("repo", "ggml-org/llama.cpp"),
         sources=tuple(data.get("sources", ("github",))),
-        mirror=_mirror(data.get("mirror"), path),
+        mirror=_relative(data.get("mirror"), path),
         verify=data.get("verify", "if-available"),
-        model=data.get("model", "tiny"),
+        model=_relative(data.get("model", "tiny"), path),
         manifest=data.get("manifest"),
         path=path,
     )
 
 
-def _mirror(location: str | None, matrix_path: Path | None) -> str | None:
-    """A relative mirror folder is relative to the matrix file, as a user reading it expects."""
-    if not location or "://" in location or matrix_path is None:
+def _relative(location: Any, matrix_path: Path | None) -> Any:
+    """A relative mirror folder or model file is relative to the matrix file, as a user reading
+    it expects."""
+    if not location or location == "tiny" or "://" in location or matrix_path is None:
         return location
     return str((matrix_path.parent / Path(location).expanduser()).resolve())
 

@@ -95,10 +95,10 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     from harness.prepare import release_api
 
     host = assets.host_platform()
+    model_path = models.ensure_model(dl.cache.root, opts.model)  # a bad `model:` fails first
     results = dl.download_cells(list(cells), raise_errors=False)
     rows: dict[str, dict[str, Any]] = {}
     specs: dict[str, dict[str, Any]] = {}
-    model_path = models.ensure_model(dl.cache.root, opts.model)
     expect: dict[str, Any] | None = None
     api_dir = opts.out / "abi"
     api_dir.mkdir(parents=True, exist_ok=True)

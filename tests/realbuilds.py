@@ -8,6 +8,7 @@ import io
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import pytest
@@ -53,6 +54,23 @@ def provision(tags: list[str]) -> dict[str, CellResult]:
             pytest.skip(f"npm unreachable: {r.error}")
         assert r.error is None, r.error
     return {r.cell.release: r for r in results}
+
+
+def api_of(tag: str) -> Any:
+    """The parsed ABI (`harness.abi.Api`) of a real release, from its own headers (npm bundle)."""
+    from harness.prepare import release_api
+
+    return release_api(downloader(), provision([tag])[tag])
+
+
+def platform_tree(tag: str, os: str, arch: str, variant: str) -> Path:
+    """The extracted npm package of any platform (for static checks of non-host builds)."""
+    need_linux_x64_and_npm()
+    res = downloader().download_cells([Cell(tag, os, arch, variant)], raise_errors=False)[0]
+    if res.error:
+        pytest.skip(f"{tag} {os}/{arch}/{variant}: {res.error}")
+    assert res.stored
+    return Path(res.stored.path)
 
 
 def era_archive(tag: str, res: CellResult, folder: Path) -> tuple[str, bytes]:

@@ -210,3 +210,52 @@ except LoadFailed as err:
     assert proc.returncode == 0, proc.stderr
     assert "refused:" in proc.stdout
     assert "SONAME" in proc.stdout
+
+
+def test_a_users_own_gguf_is_compared_across_releases(tmp_path: Path) -> None:
+    from harness import model
+
+    provision(["b6673", "b10361"])
+    mine = tmp_path / "my-model.gguf"
+    mine.write_bytes(model.ensure_model(CACHE).read_bytes())
+    (tmp_path / "matrix.yaml").write_text(
+        "sources: [npm]\nreleases: [b6673, b10361]\nplatforms: [{os: linux, arch: x64}]\n"
+        f"model: {mine}\n"
+    )
+    code, report, err = harness_run(
+        ["--cache-dir", str(CACHE), "run", "--out", str(tmp_path / "out")], tmp_path
+    )
+    assert code == 0, err
+    assert report["model"] == str(mine)
+    for c in report["cells"]:
+        assert c["status"] == "pass", c["reason"]
+        assert "vs NumPy" not in c["checks"]["decode_logits"]["message"]  # no reference
+        assert c["checks"]["greedy_across_releases"]["status"] == "pass"
+
+
+def test_a_missing_model_file_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "matrix.yaml").write_text(
+        "releases: [b1]\nplatforms: [{os: linux, arch: x64}]\nmodel: nope.gguf\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--api-url",
+            "http://127.0.0.1:9",
+            "run",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "nope.gguf" in proc.stderr.strip().splitlines()[-1]

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import requests
+
 from harness import assets, http
 from harness.cache import Cache
-from harness.errors import ConfigError, HarnessError, SourceError
+from harness.errors import AssetNotFound, ConfigError, HarnessError, SourceError
 from harness.matrix import Cell
 from harness.progress import Bars
 from harness.provision import CellResult, Provisioner, pick
@@ -143,6 +145,42 @@ class LibraryDownloader:
                 if r.error:
                     raise r.error
         return results
+
+    def test_download(self) -> dict[str, Any]:
+        """Is this machine's asset of the newest release reachable? Nothing is stored."""
+
+        def attempt(source: Source) -> dict[str, Any]:
+            rel = source.get_release("latest")
+            asset = pick(rel, self._cell(rel.tag, None, None, None))[0]
+            want = Provisioner.want(rel, asset)
+            if isinstance(source, NpmSource):
+                want = source.prepare(want)  # the registry answers for the package
+            elif isinstance(source, MirrorSource) and source.folder is not None:
+                if not Path(want.url).is_file():
+                    raise AssetNotFound(f"{asset.name}: not in the mirror at {source.base}")
+            else:
+                self._reachable(want)
+            return {
+                "release": rel.tag,
+                "build": rel.build,
+                "asset": want.name,
+                "size": asset.size,
+                "digest": want.digest,
+                "url": want.url,
+                "source": source.name,
+                "reachable": True,
+            }
+
+        return self._first(attempt)
+
+    def _reachable(self, want: Want) -> None:
+        try:
+            with self.downloads.get(want.url, headers={"Range": "bytes=0-0"}, stream=True) as r:
+                status = r.status_code
+        except requests.RequestException as err:
+            raise SourceError(f"{want.name}: not reachable: {type(err).__name__}") from err
+        if status not in (200, 206):
+            raise SourceError(f"{want.name}: not reachable (HTTP {status})")
 
     def verify(self, repair: bool = False) -> list[dict[str, Any]]:
         """Re-hash every cached archive against its marker; with `repair`, re-download bad ones."""

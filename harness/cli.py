@@ -127,19 +127,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("run", "the matrix job: provision, conformance on this host's cells, report")
     p.add_argument("releases", nargs="*", metavar="RELEASE", help="instead of matrix.yaml's")
     for axis in ("os", "arch", "variant"):
-        p.add_argument(f"--{axis}", action="append", default=[], metavar=axis.upper(),
-                       help=f"only this {axis} (repeatable, or comma-separated)")
-    p.add_argument("--suite", action="append", choices=["conformance"], default=None,
-                   help="which suites to run (default: all)")
+        p.add_argument(
+            f"--{axis}",
+            action="append",
+            default=[],
+            metavar=axis.upper(),
+            help=f"only this {axis} (repeatable, or comma-separated)",
+        )
+    p.add_argument(
+        "--suite",
+        action="append",
+        choices=["conformance"],
+        default=None,
+        help="which suites to run (default: all)",
+    )
     p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
-    p.add_argument("--out", metavar="DIR", default="llama-harness-report",
-                   help="where report.json and report.md go (default ./llama-harness-report)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="cells run in parallel (pytest-xdist workers; default: CPU count)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default="llama-harness-report",
+        help="where report.json and report.md go (default ./llama-harness-report)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="cells run in parallel (pytest-xdist workers; default: CPU count)",
+    )
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads per cell (1)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (120)")
-    p.add_argument("--verify", choices=matrix.VERIFY_POLICIES, default=None,
-                   help="digest policy (default: matrix.yaml's, else if-available)")
+    p.add_argument(
+        "--verify",
+        choices=matrix.VERIFY_POLICIES,
+        default=None,
+        help="digest policy (default: matrix.yaml's, else if-available)",
+    )
+    p = cmd("report", "merge shard results (folders holding report.json) into one report")
+    p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
+    p.add_argument("--out", metavar="DIR", required=True, help="where the merged report goes")
     p = cmd("npm-index", "which llama.cpp release each node-llama-cpp npm version carries")
     p.add_argument("--refresh", action="store_true", help="learn every version (downloads each)")
     return top
@@ -269,30 +294,13 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_test_download(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
-    rel = dl.get_latest_release()
-    asset = dl.match_asset(rel)
-    try:
-        with dl.downloads.get(asset.url, headers={"Range": "bytes=0-0"}, stream=True) as resp:
-            status = resp.status_code
-    except Exception as err:  # requests' whole family: one line, exit 3
-        raise SourceError(f"{asset.name}: not reachable: {type(err).__name__}") from err
-    if status not in (200, 206):
-        raise SourceError(f"{asset.name}: not reachable (HTTP {status})")
-    data = {
-        "release": rel.tag,
-        "build": rel.build,
-        "asset": asset.name,
-        "size": asset.size,
-        "digest": asset.digest,
-        "url": asset.url,
-        "reachable": True,
-    }
+    data = dl.test_download()
     _print(
         args,
         data,
         [
-            f"{rel.tag} (build {rel.build}): {asset.name} "
-            f"({asset.size:,} bytes, {asset.digest or 'no digest'}) is reachable"
+            f"{data['release']} (build {data['build']}) at {data['source']}: {data['asset']} "
+            f"({data['size']:,} bytes, {data['digest'] or 'no digest'}) is reachable"
         ],
     )
     return EXIT_OK
@@ -337,8 +345,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not cells:
         raise ConfigError("no cells to run (check the filters and excludes)")
     out = Path(args.out).resolve()
-    opts = Options(out, workers=args.workers, threads=args.threads, timeout=args.timeout,
-                   model=m.model, quiet=bool(args.json or args.quiet))
+    opts = Options(
+        out,
+        workers=args.workers,
+        threads=args.threads,
+        timeout=args.timeout,
+        model=m.model,
+        quiet=bool(args.json or args.quiet),
+    )
     rep = run(dl, cells, opts)
     report.write(rep, out)
     counts = report.summary(rep)
@@ -350,8 +364,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"report: {out / 'report.json'}, {out / 'report.md'}")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):
-            print(f"llama-harness: {c['status']}: {c['release']} {c['os']}/{c['arch']}/"
-                  f"{c['variant']}: {c['reason']}", file=sys.stderr)
+            print(
+                f"llama-harness: {c['status']}: {c['release']} {c['os']}/{c['arch']}/"
+                f"{c['variant']}: {c['reason']}",
+                file=sys.stderr,
+            )
+    return EXIT_FAILED if counts["fail"] + counts["error"] + counts["crash"] else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report
+
+    rep = report.merge([Path(r) for r in args.results])
+    out = Path(args.out)
+    report.write(rep, out)
+    counts = report.summary(rep)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(report.markdown(rep))
     return EXIT_FAILED if counts["fail"] + counts["error"] + counts["crash"] else EXIT_OK
 
 
@@ -385,6 +417,7 @@ COMMANDS = {
     "clean-cache": cmd_clean_cache,
     "npm-index": cmd_npm_index,
     "run": cmd_run,
+    "report": cmd_report,
 }
 
 

@@ -20,9 +20,14 @@ def host_info() -> dict[str, Any]:
     from harness.assets import host_platform
 
     os_, arch = host_platform()
-    return {"os": os_, "arch": arch, "platform": platform.platform(),
-            "python": platform.python_version(), "cpus": os.cpu_count(),
-            "machine": platform.machine()}  # fmt: skip
+    return {
+        "os": os_,
+        "arch": arch,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+    }
 
 
 def build(cells: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -108,6 +113,39 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"- {why}: {len(who)} cells" for why, who in reasons.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def merge(dirs: Sequence[Path]) -> dict[str, Any]:
+    """Shard results (each a folder with report.json) → one report; a cell reported twice keeps
+    its last occurrence, in the order the folders are given."""
+    from harness.errors import ConfigError
+
+    cells: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    hosts = []
+    for d in dirs:
+        path = d / "report.json" if d.is_dir() else d
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            shard_cells = data["cells"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"{path}: not a llama-harness report ({err})") from err
+        hosts.append(data.get("host", {}))
+        for c in shard_cells:
+            cells[(c["release"], c["os"], c["arch"], c["variant"])] = c
+    ordered = sorted(
+        cells.values(), key=lambda c: (release_key(c["release"]), c["os"], c["arch"], c["variant"])
+    )
+    return build(ordered, {"shards": [str(d) for d in dirs], "hosts": hosts})
+
+
+def release_key(tag: str) -> tuple[int, tuple[int, ...], str]:
+    """b<N> by number, then v<semver> by version, then anything else (latest) by name."""
+    if tag[:1] == "b" and tag[1:].isdigit():
+        return (0, (int(tag[1:]),), tag)
+    parts = tag[1:].split(".") if tag[:1] == "v" else []
+    if parts and all(p.isdigit() for p in parts):
+        return (1, tuple(int(p) for p in parts), tag)
+    return (2, (), tag)
 
 
 def write(report: dict[str, Any], out: Path) -> None:

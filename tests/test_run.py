@@ -259,3 +259,87 @@ def test_a_missing_model_file_is_exit_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "nope.gguf" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_shards_merge_into_the_unsharded_report(npm_report, tmp_path: Path) -> None:
+    _, whole, _ = npm_report
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(
+        "sources: [npm]\n"
+        f"releases: [{', '.join(ERAS)}]\n"
+        "platforms:\n  - {os: linux, arch: x64}\n  - {os: linux, arch: arm64}\n"
+    )
+    for k in (1, 2):
+        code, part, err = harness_run(
+            [
+                "--cache-dir",
+                str(CACHE),
+                "run",
+                "--shard",
+                f"{k}/2",
+                "--out",
+                str(tmp_path / f"s{k}"),
+            ],
+            tmp_path,
+        )
+        assert code == 0, err
+        assert 0 < len(part["cells"]) < len(whole["cells"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "report",
+            "--out",
+            str(tmp_path / "merged"),
+            str(tmp_path / "s1"),
+            str(tmp_path / "s2"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads((tmp_path / "merged" / "report.json").read_text())
+
+    def key(r: dict[str, Any]) -> set[tuple[str, ...]]:
+        return {(c["release"], c["os"], c["arch"], c["variant"], c["status"]) for c in r["cells"]}
+
+    assert key(merged) == key(whole)
+    md = (tmp_path / "merged" / "report.md").read_text()
+    rows = {
+        ln.split(" | ")[0][2:]: ln
+        for ln in md.splitlines()
+        if ln.startswith("| b") or ln.startswith("| v")
+    }
+    assert all("✅" in rows[tag] and "⏭️" in rows[tag] for tag in ERAS)
+
+
+def test_test_download_through_npm(tmp_path: Path) -> None:
+    provision(["b10361"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--cache-dir",
+            str(CACHE),
+            "--source",
+            "npm",
+            "--json",
+            "test-download",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["source"] == "npm" and data["reachable"] is True
+    assert data["digest"].startswith("sha512:") and "linux-x64" in data["asset"]

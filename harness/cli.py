@@ -77,6 +77,25 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("-q", "--quiet", action="store_true", default=d, help="errors only")
 
 
+def _selection(p: argparse.ArgumentParser) -> None:
+    """The options that pick cells, shared by `download` and `run`."""
+    for axis in ("os", "arch", "variant"):
+        p.add_argument(
+            f"--{axis}",
+            action="append",
+            default=[],
+            metavar=axis.upper(),
+            help=f"only this {axis} (repeatable, or comma-separated)",
+        )
+    p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
+    p.add_argument(
+        "--verify",
+        choices=matrix.VERIFY_POLICIES,
+        default=None,
+        help="digest policy (default: matrix.yaml's, else if-available)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="llama-harness",
@@ -102,23 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "download", "provision cells: verified, extracted, cached (default: all of matrix.yaml)"
     )
     p.add_argument("releases", nargs="*", metavar="RELEASE")
-    for axis in ("os", "arch", "variant"):
-        p.add_argument(
-            f"--{axis}",
-            action="append",
-            default=[],
-            metavar=axis.upper(),
-            help=f"only this {axis} (repeatable, or comma-separated)",
-        )
+    _selection(p)
     p.add_argument("--host", action="store_true", help="this machine's asset only")
     p.add_argument("--all-platforms", action="store_true", help="every binary asset")
-    p.add_argument(
-        "--verify",
-        choices=matrix.VERIFY_POLICIES,
-        default=None,
-        help="digest policy (default: matrix.yaml's, else if-available)",
-    )
-    p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
     cmd("test-download", "check the host's asset of the newest release is reachable")
     p = cmd("verify", "re-hash every cached archive against its recorded digest")
     p.add_argument("--repair", action="store_true", help="re-download what is wrong")
@@ -126,14 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release", nargs="?")
     p = cmd("run", "the matrix job: provision, conformance on this host's cells, report")
     p.add_argument("releases", nargs="*", metavar="RELEASE", help="instead of matrix.yaml's")
-    for axis in ("os", "arch", "variant"):
-        p.add_argument(
-            f"--{axis}",
-            action="append",
-            default=[],
-            metavar=axis.upper(),
-            help=f"only this {axis} (repeatable, or comma-separated)",
-        )
+    _selection(p)
     p.add_argument(
         "--suite",
         action="append",
@@ -141,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="which suites to run (default: all)",
     )
-    p.add_argument("--shard", metavar="K/N", help="only shard K of N of the cells")
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -156,12 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads per cell (1)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (120)")
-    p.add_argument(
-        "--verify",
-        choices=matrix.VERIFY_POLICIES,
-        default=None,
-        help="digest policy (default: matrix.yaml's, else if-available)",
-    )
     p = cmd("report", "merge shard results (folders holding report.json) into one report")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     p.add_argument("--out", metavar="DIR", required=True, help="where the merged report goes")

@@ -35,8 +35,9 @@ elif sys.platform == "darwin":  # pragma: no cover
 else:
     _NAMES = {
         "ggml-base": r"libggml-base\.so",
-        "ggml": r"libggml(\.b[0-9]+|\.v[0-9.]+)?\.so",
-        "llama": r"libllama(\.b[0-9]+|\.v[0-9.]+)?\.so",
+        # npm builds: libllama.b10361.so, libllama.vulkan.b10361.so; never libllama-common.so
+        "ggml": r"libggml(\.[A-Za-z0-9_.]+)?\.so",
+        "llama": r"libllama(\.[A-Za-z0-9_.]+)?\.so",
     }
 _LLAMA_ANYWHERE = re.compile(r"^(lib)?llama(\.[^-].*)?\.(so|dylib|dll)$")
 

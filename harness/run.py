@@ -45,11 +45,52 @@ class Options:
 
 def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
     """Why this host cannot run the cell, or None when it can."""
+    return plan(cell, host)[0]
+
+
+def plan(cell: Cell, host: tuple[str, str]) -> tuple[str | None, dict[str, Any]]:
+    """(why not, or None; what the cell's child needs) for running `cell` on this host.
+
+    GPU builds run with every layer offloaded when the host has the driver they need: Vulkan
+    with its loader and an ICD (a software one such as Mesa's lavapipe counts:
+    GGML_VK_VISIBLE_DEVICES=0 makes ggml accept a CPU-type device), CUDA with libcuda.
+    """
     if (cell.os, cell.arch) != host:
-        return f"built for {cell.os}/{cell.arch}; this host is {host[0]}/{host[1]}"
-    if cell.variant in CPU_VARIANTS or (cell.os, cell.variant) == ("macos", "metal"):
-        return None
-    return f"the {cell.variant} build needs its GPU runtime; this run checks CPU builds"
+        return f"built for {cell.os}/{cell.arch}; this host is {host[0]}/{host[1]}", {}
+    if cell.variant in CPU_VARIANTS:
+        return None, {}
+    if (cell.os, cell.variant) == ("macos", "metal"):
+        return None, {"gpu_layers": 99}
+    if cell.variant == "vulkan":
+        why = _vulkan_missing()
+        if why:
+            return f"the vulkan build needs {why}", {}
+        return None, {"gpu_layers": 99, "env": {"GGML_VK_VISIBLE_DEVICES": "0"}, "gpu": "vulkan"}
+    if cell.variant.startswith("cuda"):
+        if not _library("cuda", "nvcuda"):
+            return "the CUDA build needs the NVIDIA driver (libcuda not found on this host)", {}
+        return None, {"gpu_layers": 99, "gpu": "cuda"}
+    return f"no probe for a {cell.variant} runtime on this host yet", {}
+
+
+def _library(*names: str) -> str | None:
+    import ctypes.util
+
+    return next((found for n in names if (found := ctypes.util.find_library(n))), None)
+
+
+def _vulkan_missing() -> str | None:
+    if not _library("vulkan", "vulkan-1"):
+        return "the Vulkan loader (libvulkan not found)"
+    dirs = [
+        Path(d)
+        for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d")
+    ]
+    if sys.platform.startswith("linux") and not any(
+        d.is_dir() and any(d.glob("*.json")) for d in dirs
+    ):
+        return "a Vulkan driver (no ICD in /usr/share/vulkan/icd.d or /etc/vulkan/icd.d)"
+    return None
 
 
 def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[str, Any]:
@@ -107,7 +148,7 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         if res.error:
             row["status"], row["reason"] = "error", str(res.error)
             continue
-        why = not_runnable(res.cell, host)
+        why, extra = plan(res.cell, host)
         if why:
             row["status"], row["reason"] = "skip", why
             continue
@@ -128,6 +169,7 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         if expect is None:
             expect = expectations(model_path, opts.model == models.TINY, models.PROMPT, 16)
         specs[res.cell.id] = {
+            **extra,
             "libdir": str(libdir),
             "api": str(api_path),
             "model": str(model_path),
@@ -138,8 +180,8 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         }
     if specs:
         _pytest(specs, opts)
-    for cid in specs:
-        _merge(rows[cid], opts.out / "cells" / f"{cid}.json")
+    for cid, spec in specs.items():
+        _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)
     _compare_across_releases([rows[c] for c in specs])
     return report.build(list(rows.values()), {"model": str(model_path)})
 
@@ -192,7 +234,7 @@ def _pytest(specs: dict[str, dict[str, Any]], opts: Options) -> None:
     )
 
 
-def _merge(row: dict[str, Any], path: Path) -> None:
+def _merge(row: dict[str, Any], path: Path, spec: dict[str, Any]) -> None:
     try:
         outcome = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -206,6 +248,15 @@ def _merge(row: dict[str, Any], path: Path) -> None:
     row["api"].update(
         {"backends": outcome.get("backends"), "missing_symbols": outcome.get("missing_symbols", [])}
     )
+    row["devices"] = outcome.get("devices", [])
+    gpu = spec.get("gpu")
+    if (
+        gpu
+        and row["status"] in ("pass", "fail")
+        and not any(d.lower().startswith(gpu) for d in row["devices"])
+    ):  # it ran, but on the CPU: say so instead of claiming the GPU build works
+        said = next((d for d in row["devices"] if "ound" in d or "no " in d), "no device used")
+        row["status"], row["reason"] = "skip", f"ggml accepted no {gpu} device here ({said})"
 
 
 def _compare_across_releases(rows: list[dict[str, Any]]) -> None:

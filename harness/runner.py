@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,7 +120,11 @@ def run_cell(
             data.get("facts", {}),
             _tail(paths["log"]),
             {**data.get("seconds", {}), "wall": wall},
-            {"backends": data.get("backends"), "missing_symbols": data.get("missing_symbols", [])},
+            {
+                "backends": data.get("backends"),
+                "missing_symbols": data.get("missing_symbols", []),
+                "devices": devices(paths["log"]),
+            },
         )
     done = _progress(paths["progress"])
     tail = _tail(paths["log"]) + stderr_tail
@@ -140,6 +145,18 @@ def run_cell(
         log_tail=tail[-LOG_TAIL_LINES:],
         seconds={"wall": wall},
     )
+
+
+_DEVICE = re.compile(r"using device (\S+)|ggml_vulkan: No devices found|no CUDA-capable device")
+
+
+def devices(log: Path) -> list[str]:
+    """What llama.cpp said about GPU devices: the ones it used, or why there were none."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return list(dict.fromkeys(m.group(1) or m.group(0) for m in _DEVICE.finditer(text)))
 
 
 def _crashed_in(done: dict[str, dict[str, Any]]) -> str:

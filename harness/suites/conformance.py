@@ -265,7 +265,8 @@ Progress = Callable[[str, dict[str, Any]], None]
 def run(
     loaded: Loaded, spec: dict[str, Any], progress: Progress | None = None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    state = State(Llama(loaded, threads=int(spec.get("threads", 1))), spec)
+    llama = Llama(loaded, int(spec.get("threads", 1)), int(spec.get("gpu_layers", 0)))
+    state = State(llama, spec)
     results: dict[str, dict[str, Any]] = {}
     only = set(spec.get("checks") or NAMES)
     for name, check in CHECKS:

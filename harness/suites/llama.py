@@ -45,10 +45,11 @@ class Model:
 
 
 class Llama:
-    def __init__(self, loaded: Loaded, threads: int = 1) -> None:
+    def __init__(self, loaded: Loaded, threads: int = 1, gpu_layers: int = 0) -> None:
         self.fns = loaded.fns
         self.has = loaded.bindings.has
         self.threads = threads
+        self.gpu_layers = gpu_layers  # 0: CPU only; > 0 offloads to the build's GPU backend
 
     # -- model and context --------------------------------------------------------------------
 
@@ -76,7 +77,7 @@ class Llama:
     def load_model(self, path: Path) -> Model | None:
         name = _first(self.fns, "llama_model_load_from_file", "llama_load_model_from_file")
         params = self.model_params()
-        _set(params, n_gpu_layers=0)
+        _set(params, n_gpu_layers=self.gpu_layers)
         handle = getattr(self.fns, name)(str(path).encode(), params)
         if not handle:
             return None

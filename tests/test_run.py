@@ -343,3 +343,38 @@ def test_test_download_through_npm(tmp_path: Path) -> None:
     data = json.loads(proc.stdout)
     assert data["source"] == "npm" and data["reachable"] is True
     assert data["digest"].startswith("sha512:") and "linux-x64" in data["asset"]
+
+
+def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> None:
+    """Mesa's lavapipe (installed by .ci/run): ggml accepts it with GGML_VK_VISIBLE_DEVICES."""
+    from harness import model, reference
+    from harness.matrix import Cell
+    from harness.prepare import release_api
+    from harness.run import plan
+    from tests.realbuilds import downloader
+
+    why, extra = plan(Cell("b10361", "linux", "x64", "vulkan"), ("linux", "x64"))
+    if why:
+        pytest.skip(why)
+    provision(["b10361"])
+    dl = downloader()
+    res = dl.download_cells([Cell("b10361", "linux", "x64", "vulkan")], raise_errors=False)[0]
+    assert res.stored, res.error
+    api = tmp_path / "api.json"
+    api.write_text(release_api(dl, res).to_json())
+    m = model.ensure_model(CACHE)
+    ids = reference.tokenize(m, model.PROMPT)
+    spec = {
+        **extra,
+        "libdir": str(find_libdir(Path(res.stored.path))),
+        "api": str(api),
+        "model": str(m),
+        "prompt": model.PROMPT,
+        "threads": 1,
+        "expect": {"prompt_ids": ids, "greedy": reference.greedy(m, ids, 16)},
+        "checks": ["system_info", "model_load", "vocab", "tokenize", "greedy"],
+    }
+    outcome = run_cell(spec, tmp_path / "cell", timeout=300, env=extra.get("env"))
+    assert outcome.status == "pass", (outcome.reason, outcome.log_tail[-5:])
+    assert any(d.startswith("Vulkan") for d in outcome.extra["devices"]), outcome.extra
+    assert outcome.checks["greedy"]["status"] == "pass"

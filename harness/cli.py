@@ -156,6 +156,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("report", "merge shard results (folders holding report.json) into one report")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     p.add_argument("--out", metavar="DIR", required=True, help="where the merged report goes")
+    p = cmd("api-diff", "what changed in llama.h between two releases (functions, structs, enums)")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument(
+        "--prefix",
+        action="append",
+        default=None,
+        help="names to compare (repeatable; default llama_)",
+    )
+    p = cmd("api-manifest", "write a consumer manifest (YAML) of the API a binding uses")
+    p.add_argument("--from", dest="release", required=True, metavar="RELEASE")
+    p.add_argument("--functions", required=True, help="comma-separated function names")
+    p.add_argument(
+        "--struct",
+        action="append",
+        default=None,
+        metavar="NAME[:FIELD,...]",
+        help="a struct and the fields the binding sets (repeatable; default: the "
+        "by-value structs of the functions, all fields)",
+    )
+    p = cmd("api-check", "does a consumer manifest still match a release?")
+    p.add_argument("manifest", metavar="MANIFEST.yaml")
+    p.add_argument("release")
     p = cmd("npm-index", "which llama.cpp release each node-llama-cpp npm version carries")
     p.add_argument("--refresh", action="store_true", help="learn every version (downloads each)")
     return top
@@ -343,6 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         model=m.model,
         quiet=bool(args.json or args.quiet),
+        manifest=m.manifest,
     )
     rep = run(dl, cells, opts)
     report.write(rep, out)
@@ -378,6 +402,56 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_FAILED if counts["fail"] + counts["error"] + counts["crash"] else EXIT_OK
 
 
+def cmd_api_diff(args: argparse.Namespace) -> int:
+    from harness import apidiff
+    from harness.prepare import api_for_release
+
+    dl = _downloader(args, _matrix(args, False))
+    old_build, old = api_for_release(dl, args.old)
+    new_build, new = api_for_release(dl, args.new)
+    d = apidiff.diff(old, new, prefixes=tuple(args.prefix or ("llama_",)))
+    data = {
+        "old": args.old,
+        "old_build": old_build,
+        "new": args.new,
+        "new_build": new_build,
+        **d.to_json(),
+    }
+    _print(args, data, [apidiff.render_text(d, args.old, args.new)])
+    return EXIT_OK
+
+
+def cmd_api_manifest(args: argparse.Namespace) -> int:
+    from harness import manifest
+    from harness.prepare import api_for_release
+
+    dl = _downloader(args, _matrix(args, False))
+    _, api = api_for_release(dl, args.release)
+    fns = [f.strip() for f in args.functions.split(",") if f.strip()]
+    data = manifest.generate(api, fns, args.struct, tag=args.release)
+    if args.json:
+        _print(args, data, [])
+    else:
+        sys.stdout.write(manifest.dump(data))
+    return EXIT_OK
+
+
+def cmd_api_check(args: argparse.Namespace) -> int:
+    from harness import manifest
+    from harness.prepare import api_for_release
+
+    wanted = manifest.load(args.manifest)
+    dl = _downloader(args, _matrix(args, False))
+    _, api = api_for_release(dl, args.release)
+    verdict = manifest.check(wanted, api)
+    _print(
+        args,
+        {"manifest": args.manifest, "release": args.release, **verdict.to_json()},
+        [manifest.render_verdict(verdict, args.manifest, args.release)],
+    )
+    return EXIT_OK if verdict.compatible else EXIT_FAILED
+
+
 def cmd_npm_index(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
     npm = dl.source_named("npm")
@@ -409,6 +483,9 @@ COMMANDS = {
     "npm-index": cmd_npm_index,
     "run": cmd_run,
     "report": cmd_report,
+    "api-diff": cmd_api_diff,
+    "api-manifest": cmd_api_manifest,
+    "api-check": cmd_api_check,
 }
 
 

@@ -201,7 +201,7 @@ def parse(data: Any, source: str = "matrix.yaml", path: Path | None = None) -> M
         mirror=_relative(data.get("mirror"), path),
         verify=data.get("verify", "if-available"),
         model=_relative(data.get("model", "tiny"), path),
-        manifest=data.get("manifest"),
+        manifest=_relative(data.get("manifest"), path),
         path=path,
     )
 

@@ -101,6 +101,19 @@ def headers_dir(dl: object, res: CellResult) -> Path:
     raise SourceError(f"no headers for {res.build}: " + "; ".join(errors))
 
 
+def api_for_release(dl: object, tag: str) -> tuple[str, Api]:
+    """(build, Api) of a release by tag, from the first source in the chain that knows it."""
+    from harness.api import LibraryDownloader
+    from harness.matrix import Cell
+
+    assert isinstance(dl, LibraryDownloader)
+    rel = dl.get_release(tag)
+    if not rel.build:
+        raise SourceError(f"release {tag!r} names no build")
+    res = CellResult(Cell(tag, "*", "*", "*"), build=rel.build, source=rel.source, rel=rel)
+    return rel.build, release_api(dl, res)
+
+
 def release_api(dl: object, res: CellResult, target: str | None = None) -> Api:
     """The release's ABI from its own llama.h (parsed once per target, then read from JSON)."""
     include = headers_dir(dl, res)

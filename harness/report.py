@@ -13,6 +13,7 @@ from typing import Any
 from harness import __version__
 
 GLYPH = {"pass": "✅", "fail": "❌", "skip": "⏭️", "error": "⚠️", "crash": "💥"}
+STATIC_PASS = "☑️"  # passed its static checks; this host could not run it
 STATUSES = ("pass", "fail", "skip", "error", "crash")
 
 
@@ -69,9 +70,14 @@ def markdown(report: dict[str, Any]) -> str:
         row = []
         for plat in platforms:
             c = by.get((rel, plat))
-            row.append(GLYPH[c["status"]] if c else "")
+            row.append(_glyph(c) if c else "")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
-    lines += ["", "✅ pass · ❌ fail · ⏭️ skip (not runnable here) · ⚠️ error · 💥 crash", ""]
+    lines += [
+        "",
+        f"✅ ran and passed · {STATIC_PASS} static checks passed (not runnable here) · "
+        "❌ fail · ⏭️ skip · ⚠️ error · 💥 crash",
+        "",
+    ]
     problems = [c for c in cells if c["status"] in ("fail", "error", "crash")]
     if problems:
         lines += ["## Problems", ""]
@@ -84,7 +90,7 @@ def markdown(report: dict[str, Any]) -> str:
                 if chk["status"] in ("fail", "error"):
                     lines.append(f"  - `{name}`: {chk['message']}")
         lines.append("")
-    ran = [c for c in cells if c.get("checks")]
+    ran = [c for c in cells if c.get("scope") != "static" and c.get("facts")]
     if ran:
         lines += [
             "## Conformance",
@@ -93,15 +99,18 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         for c in ran:
-            ok = sum(1 for x in c["checks"].values() if x["status"] == "pass")
+            mine = {k: v for k, v in c["checks"].items() if not k.startswith("static.")}
+            ok = sum(1 for x in mine.values() if x["status"] == "pass")
             greedy = (c.get("facts") or {}).get("greedy")
             wall = (c.get("seconds") or {}).get("wall")
             lines.append(
                 f"| {c['release']} {c['os']}/{c['arch']}/{c['variant']} | "
-                f"{ok}/{len(c['checks'])} | {' '.join(map(str, greedy or []))[:60]} | "
+                f"{ok}/{len(mine)} | {' '.join(map(str, greedy or []))[:60]} | "
                 f"{wall if wall is not None else ''} |"
             )
         lines.append("")
+    lines += _api_lines(report)
+    lines += _static_lines(cells)
     skipped = [c for c in cells if c["status"] == "skip"]
     if skipped:
         reasons: dict[str, list[str]] = {}
@@ -146,6 +155,56 @@ def release_key(tag: str) -> tuple[int, tuple[int, ...], str]:
     if parts and all(p.isdigit() for p in parts):
         return (1, tuple(int(p) for p in parts), tag)
     return (2, (), tag)
+
+
+def _glyph(c: dict[str, Any]) -> str:
+    if c["status"] == "pass" and c.get("scope") == "static":
+        return STATIC_PASS
+    return GLYPH[c["status"]]
+
+
+def _static_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
+    rows = [c for c in cells if any(k.startswith("static.") for k in c.get("checks", {}))]
+    if not rows:
+        return []
+    out = [
+        "## Static checks",
+        "",
+        "| cell | checks | glibc | macOS | CPU variants |",
+        "|---|---|---|---|---|",
+    ]
+    for c in rows:
+        st = {k: v for k, v in c["checks"].items() if k.startswith("static.")}
+        bad = [k.removeprefix("static.") for k, v in st.items() if v["status"] == "fail"]
+        ok = sum(1 for v in st.values() if v["status"] == "pass")
+        facts = c.get("static") or {}
+        out.append(
+            f"| {c['release']} {c['os']}/{c['arch']}/{c['variant']} | "
+            f"{ok}/{len(st)}{' ❌ ' + ', '.join(bad) if bad else ''} | "
+            f"{facts.get('glibc_max') or ''} | {facts.get('macos_min') or ''} | "
+            f"{len(facts.get('cpu_variants') or [])} |"
+        )
+    return [*out, ""]
+
+
+def _api_lines(report: dict[str, Any]) -> list[str]:
+    diffs = report.get("api_diffs") or []
+    if not diffs:
+        return []
+    out = ["## API changes", ""]
+    for d in diffs:
+        out.append(f"- **{d['old']} → {d['new']}**: {d['summary']}")
+        diff = d.get("diff") or {}
+        changed = [f["name"] for f in diff.get("functions_changed", [])][:8]
+        if changed:
+            out.append(
+                f"  - functions changed: {', '.join(changed)}"
+                + (" …" if len(diff.get("functions_changed", [])) > 8 else "")
+            )
+        structs = [s["name"] for s in diff.get("structs_changed", [])]
+        if structs:
+            out.append(f"  - structs changed: {', '.join(structs)}")
+    return [*out, ""]
 
 
 def write(report: dict[str, Any], out: Path) -> None:

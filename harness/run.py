@@ -7,6 +7,7 @@ over pytest-xdist workers. The parent never loads libllama.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import assets, report
+from harness.abi import Api
 from harness.api import LibraryDownloader
 from harness.errors import HarnessError
 from harness.load import find_libdir
 from harness.matrix import Cell
 from harness.provision import CellResult
+from harness.static import check_tree
 from harness.suites.conformance import NAMES
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ class Options:
     timeout: float = 120.0
     model: str = "tiny"
     quiet: bool = False
+    manifest: str | None = None
 
 
 def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
@@ -132,14 +136,17 @@ def _base_row(res: CellResult) -> dict[str, Any]:
 
 
 def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str, Any]:
+    from harness import manifest as manifests
     from harness import model as models
     from harness.prepare import release_api
 
     host = assets.host_platform()
     model_path = models.ensure_model(dl.cache.root, opts.model)  # a bad `model:` fails first
+    wanted = manifests.load(opts.manifest) if opts.manifest else None
     results = dl.download_cells(list(cells), raise_errors=False)
     rows: dict[str, dict[str, Any]] = {}
     specs: dict[str, dict[str, Any]] = {}
+    apis: dict[str, Api] = {}  # build → its ABI
     expect: dict[str, Any] | None = None
     api_dir = opts.out / "abi"
     api_dir.mkdir(parents=True, exist_ok=True)
@@ -148,24 +155,38 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         if res.error:
             row["status"], row["reason"] = "error", str(res.error)
             continue
+        assert res.stored and res.build
+        try:
+            api = apis.get(res.build) or release_api(dl, res)
+        except HarnessError as err:
+            api = None
+            row["api"]["error"] = str(err)
+        if api is not None:
+            apis[res.build] = api
+            row["api"].update(
+                {
+                    "functions": len(api.functions),
+                    "structs": len(api.structs),
+                    "header": f"{res.build} llama.h",
+                }
+            )
+        static = check_tree(
+            Path(res.stored.path), res.cell.os, res.cell.arch, res.cell.variant, api
+        )
+        row["checks"].update({f"static.{k}": v for k, v in static.checks.items()})
+        row["static"] = {k: static.facts.get(k) for k in STATIC_FACTS if k in static.facts}
         why, extra = plan(res.cell, host)
-        if why:
-            row["status"], row["reason"] = "skip", why
+        if why or api is None:
+            _static_only(row, static, why or f"no ABI for {res.build}: {row['api'].get('error')}")
             continue
         try:
-            api = release_api(dl, res)
-            libdir = find_libdir(Path(res.stored.path))  # type: ignore[union-attr]
+            libdir = find_libdir(Path(res.stored.path))
         except HarnessError as err:
             row["status"], row["reason"] = "error", str(err)
             continue
         api_path = api_dir / f"{res.build}.json"
         if not api_path.exists():
             api_path.write_text(api.to_json(), encoding="utf-8")
-        row["api"] = {
-            "functions": len(api.functions),
-            "structs": len(api.structs),
-            "header": f"{res.build} llama.h",
-        }
         if expect is None:
             expect = expectations(model_path, opts.model == models.TINY, models.PROMPT, 16)
         specs[res.cell.id] = {
@@ -183,7 +204,81 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     for cid, spec in specs.items():
         _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)
     _compare_across_releases([rows[c] for c in specs])
-    return report.build(list(rows.values()), {"model": str(model_path)})
+    diffs = _api_diffs(list(rows.values()), apis)
+    if wanted is not None:
+        _manifest(list(rows.values()), apis, wanted, str(opts.manifest))
+    for row in rows.values():
+        _fold_static(row)
+    return report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
+
+
+STATIC_FACTS = (
+    "libdir",
+    "glibc_max",
+    "glibcxx_max",
+    "macos_min",
+    "cpu_variants",
+    "exports_missing",
+    "external",
+)
+
+
+def _static_only(row: dict[str, Any], static: Any, why: str) -> None:
+    """A cell this host cannot run passes or fails on its static checks alone."""
+    row["scope"] = "static"
+    if static.ok:
+        row["status"], row["reason"] = "pass", f"static checks only: {why}"
+    else:
+        bad = [f"{k}: {v['message']}" for k, v in static.checks.items() if v["status"] == "fail"]
+        row["status"], row["reason"] = "fail", "; ".join(bad)
+
+
+def _fold_static(row: dict[str, Any]) -> None:
+    """A cell that ran still fails when its binaries fail a static check."""
+    if row.get("scope") == "static" or row["status"] not in ("pass",):
+        return
+    bad = [
+        f"{k}: {v['message']}"
+        for k, v in row["checks"].items()
+        if k.startswith("static.") and v["status"] == "fail"
+    ]
+    if bad:
+        row["status"], row["reason"] = "fail", "; ".join(bad)
+
+
+def _api_diffs(rows: list[dict[str, Any]], apis: dict[str, Api]) -> list[dict[str, Any]]:
+    """Each release's llama.h against the previous release of the matrix."""
+    from harness import apidiff
+
+    builds = list(dict.fromkeys(r["build"] for r in rows if r.get("build") in apis))
+    out = []
+    for old, new in itertools.pairwise(builds):
+        d = apidiff.diff(apis[old], apis[new])
+        out.append({"old": old, "new": new, "summary": d.summary(), "diff": d.to_json()})
+        for r in rows:
+            if r.get("build") == new:
+                r["api"]["diff_vs_previous"] = f"vs {old}: {d.summary()}"
+    return out
+
+
+def _manifest(rows: list[dict[str, Any]], apis: dict[str, Api], wanted: Any, name: str) -> None:
+    from harness import manifest as manifests
+
+    verdicts = {b: manifests.check(wanted, api) for b, api in apis.items()}
+    for r in rows:
+        v = verdicts.get(r.get("build") or "")
+        if v is None:
+            continue
+        r["api"]["manifest"] = "compatible" if v.compatible else "breaks: " + "; ".join(v.breaks)
+        r["checks"]["manifest"] = {
+            "status": "pass" if v.compatible else "fail",
+            "message": f"{name}: compatible"
+            if v.compatible
+            else f"{name} breaks: " + "; ".join(v.breaks),
+            "seconds": 0.0,
+        }
+        if not v.compatible and r["status"] == "pass":
+            r["status"], r["reason"] = "fail", f"{name} breaks: " + "; ".join(v.breaks)
 
 
 def _pytest(specs: dict[str, dict[str, Any]], opts: Options) -> None:
@@ -241,7 +336,7 @@ def _merge(row: dict[str, Any], path: Path, spec: dict[str, Any]) -> None:
         row["status"], row["reason"] = "error", "the cell produced no result"
         return
     row["status"], row["reason"] = outcome["status"], outcome["reason"]
-    row["checks"] = outcome["checks"]
+    row["checks"] = {**outcome["checks"], **row["checks"]}  # the static checks came first
     row["facts"] = outcome.get("facts", {})
     row["log_tail"] = outcome.get("log_tail", [])
     row["seconds"] = outcome.get("seconds", {})

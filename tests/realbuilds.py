@@ -90,16 +90,16 @@ def era_archive(tag: str, res: CellResult, folder: Path) -> tuple[str, bytes]:
         return name, write_zip(folder / name, entries).read_bytes()
     entries = []
     for n, data in files.items():
+        entries.append(Entry(f"llama-{tag}/{n}", data, 0o755))
         stem = n.split(".")[0]  # libllama.b8095.so → libllama
-        if stem in ("libllama", "libggml", "libggml-base"):
+        if stem in ("libllama", "libggml", "libggml-base") and n != f"{stem}.so":
+            # the era's chain, ending at the file npm ships (its SONAME is what others NEED)
             real = f"{stem}.so.0.0.{number}"
             entries += [
-                Entry(f"llama-{tag}/{real}", data, 0o755),
+                Entry(f"llama-{tag}/{real}", kind="symlink", link=n),
                 Entry(f"llama-{tag}/{stem}.so.0", kind="symlink", link=real),
                 Entry(f"llama-{tag}/{stem}.so", kind="symlink", link=f"{stem}.so.0"),
             ]
-        else:
-            entries.append(Entry(f"llama-{tag}/{n}", data, 0o755))
     name = f"llama-{tag}-bin-ubuntu-x64.tar.gz"
     return name, write_targz(folder / name, entries).read_bytes()
 

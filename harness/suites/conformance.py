@@ -216,7 +216,10 @@ def two_sequences(s: State) -> str:
         for one, two in zip(singles, both, strict=True)
         for x, y in zip(one, two, strict=True)
     )
-    _need(diff <= 1e-3, f"two sequences in one batch differ from one at a time by {diff:.3g}")
+    # batched and one-at-a-time kernels round differently (GPU builds more so): same bound as
+    # the NumPy comparison
+    tol = float(s.spec.get("logit_tolerance", 1e-2))
+    _need(diff <= tol, f"two sequences in one batch differ from one at a time by {diff:.3g}")
     return f"seq 0 and 1 match single runs (max diff {diff:.1e})"
 
 

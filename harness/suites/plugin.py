@@ -20,6 +20,10 @@ from harness.runner import Outcome, run_cell
 from harness.suites.conformance import NAMES
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llama-harness")
     group.addoption("--cells", help="JSON file: the cells to run and their child specs")
@@ -56,8 +60,7 @@ class _Outcomes:
     def __call__(self, cell_id: str) -> Outcome:
         if cell_id not in self._done:
             spec = self.cells[cell_id]
-            outcome = run_cell(spec, self.out / "work" / cell_id, self.timeout,
-                               env=spec.get("env"))
+            outcome = run_cell(spec, self.out / "work" / cell_id, self.timeout, env=spec.get("env"))
             path = self.out / "cells" / f"{cell_id}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".incomplete")

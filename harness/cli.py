@@ -153,9 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads per cell (1)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (120)")
+    p.add_argument(
+        "--no-cpu-variants",
+        action="store_true",
+        help="run each CPU build once (default: once per CPU variant this CPU runs)",
+    )
     p = cmd("report", "merge shard results (folders holding report.json) into one report")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     p.add_argument("--out", metavar="DIR", required=True, help="where the merged report goes")
+    p = cmd("inspect-host", "this machine: OS, CPU features, GPU runtimes; the variant to use")
+    p.add_argument(
+        "release",
+        nargs="?",
+        help="also: which of its builds this host should use, "
+        "and which ggml CPU backend it picks here",
+    )
     p = cmd("api-diff", "what changed in llama.h between two releases (functions, structs, enums)")
     p.add_argument("old")
     p.add_argument("new")
@@ -262,8 +274,7 @@ def _download_cells(
     tags = list(args.releases) or (list(m.releases) if m else [])
     unresolved: list[Cell] = []
     if args.host:
-        hos, harch = assets.host_platform()
-        cells = [Cell(t, hos, harch, assets.default_variant(hos, harch)) for t in tags]
+        cells = [_host_cell(dl, t) for t in tags]
     elif args.all_platforms or (args.releases and m is None):
         cells = []
         for tag in dict.fromkeys(tags):
@@ -279,6 +290,68 @@ def _download_cells(
     if args.shard:
         cells = matrix.shard(cells, *matrix.parse_shard(args.shard))
     return cells
+
+
+def host_variants(rel: Any) -> list[str]:
+    hos, harch = assets.host_platform()
+    return list(
+        dict.fromkeys(
+            a.match.variant
+            for a in rel.assets
+            if a.match.kind == "binary"
+            and (a.match.os, a.match.arch) == (hos, harch)
+            and a.match.variant
+        )
+    )
+
+
+def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
+    """This machine's cell of a release: the variant `inspect-host` would choose."""
+    from harness.host import choose_variant, inspect_host
+
+    hos, harch = assets.host_platform()
+    try:
+        variants = host_variants(dl.get_release(tag))
+    except SourceError:
+        variants = []  # reported by the download itself
+    choice = choose_variant(inspect_host(), variants) if variants else None
+    if choice and choice.variant:
+        log.info("%s: %s", tag, choice.summary())
+        return Cell(tag, hos, harch, choice.variant)
+    return Cell(tag, hos, harch, assets.default_variant(hos, harch))
+
+
+def cmd_inspect_host(args: argparse.Namespace) -> int:
+    from harness.cpuvariant import cpu_backend_choice
+    from harness.host import choose_variant, inspect_host, render
+    from harness.load import find_libdir
+
+    info = inspect_host()
+    data: dict[str, Any] = {"host": info.to_json()}
+    lines = []
+    choice = None
+    if args.release:
+        dl = _downloader(args, _matrix(args, False))
+        rel = dl.get_release(args.release)
+        variants = host_variants(rel)
+        choice = choose_variant(info, variants)
+        data["release"], data["build"], data["variants"] = args.release, rel.build, variants
+        data["choice"] = choice.to_json()
+        hos, harch = assets.host_platform()
+        cpu = [v for v in variants if v in ("cpu", "metal")] or variants[:1]
+        if cpu:
+            res = dl.download_cells([Cell(args.release, hos, harch, cpu[0])], raise_errors=False)[0]
+            if res.stored:
+                pick = cpu_backend_choice(find_libdir(Path(res.stored.path)))
+                data["cpu_backend"] = pick
+                lines.append(
+                    f"ggml CPU backend {rel.build} picks here: {pick.get('variant')} "
+                    f"(of {', '.join(pick.get('available') or []) or 'none shipped'})"
+                )
+            else:
+                lines.append(f"ggml CPU backend: not checked ({res.error})")
+    _print(args, data, [render(info, choice), *lines])
+    return EXIT_OK
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -367,6 +440,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=m.model,
         quiet=bool(args.json or args.quiet),
         manifest=m.manifest,
+        cpu_variants=not args.no_cpu_variants,
     )
     rep = run(dl, cells, opts)
     report.write(rep, out)
@@ -484,6 +558,7 @@ COMMANDS = {
     "run": cmd_run,
     "report": cmd_report,
     "api-diff": cmd_api_diff,
+    "inspect-host": cmd_inspect_host,
     "api-manifest": cmd_api_manifest,
     "api-check": cmd_api_check,
 }

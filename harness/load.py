@@ -83,7 +83,11 @@ class Loaded:
     _keep: list[Any] = field(default_factory=list, repr=False)  # callbacks ctypes must not free
 
 
-def load(libdir: Path, api: Api, log: LogSink | None = None) -> Loaded:
+def load(
+    libdir: Path, api: Api, log: LogSink | None = None, cpu_variant: str | None = None
+) -> Loaded:
+    """`cpu_variant` (e.g. "haswell") loads that one ggml CPU backend instead of letting ggml
+    pick the best (GGML_BACKEND_PATH does not force it: load_all still loads the best first)."""
     paths = library_paths(libdir)
     handles = []
     for role in ("ggml-base", "ggml", "llama"):
@@ -106,7 +110,13 @@ def load(libdir: Path, api: Api, log: LogSink | None = None) -> Loaded:
         keep.append(callback)
         fns.llama_log_set(callback, None)
     backends = "linked"
-    if "ggml_backend_load_all_from_path" in fns:
+    if cpu_variant:
+        from harness.cpuvariant import force_cpu_variant
+
+        ggml = handles[-2] if len(handles) > 1 else handles[-1]
+        force_cpu_variant(ggml, libdir, cpu_variant)
+        backends = f"ggml_backend_load(cpu-{cpu_variant})"
+    elif "ggml_backend_load_all_from_path" in fns:
         fns.ggml_backend_load_all_from_path(str(libdir).encode())
         backends = "load_all_from_path"
     elif "ggml_backend_load_all" in fns:

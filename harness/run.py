@@ -45,6 +45,7 @@ class Options:
     model: str = "tiny"
     quiet: bool = False
     manifest: str | None = None
+    cpu_variants: bool = True
 
 
 def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
@@ -199,17 +200,73 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
             "n_predict": 16,
             "threads": opts.threads,
         }
+    variant_runs = _cpu_variant_specs(specs, opts) if opts.cpu_variants else {}
     if specs:
-        _pytest(specs, opts)
+        _pytest({**specs, **variant_runs}, opts)
     for cid, spec in specs.items():
         _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)
     _compare_across_releases([rows[c] for c in specs])
+    _merge_cpu_variants(rows, variant_runs, opts.out)
     diffs = _api_diffs(list(rows.values()), apis)
     if wanted is not None:
         _manifest(list(rows.values()), apis, wanted, str(opts.manifest))
     for row in rows.values():
         _fold_static(row)
     return report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
+
+
+def _cpu_variant_specs(
+    specs: dict[str, dict[str, Any]], opts: Options
+) -> dict[str, dict[str, Any]]:
+    """One more run per ggml CPU backend variant this CPU supports, each forced in its child."""
+    from harness.cpuvariant import supported_variants
+
+    out: dict[str, dict[str, Any]] = {}
+    for cid, spec in specs.items():
+        if spec.get("gpu"):
+            continue
+        try:
+            variants = supported_variants(Path(spec["libdir"]), timeout=opts.timeout)
+        except HarnessError as err:
+            log.info("%s: no CPU variant runs: %s", cid, err)
+            continue
+        if len(variants) < 2:  # one variant (or none: built in) is what the main run used
+            continue
+        for v in variants:
+            out[f"{cid}+cpu-{v}"] = {**spec, "cpu_variant": v, "of": cid}
+    return out
+
+
+def _merge_cpu_variants(
+    rows: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]], out: Path
+) -> None:
+    """The variants of one build must all pass and agree on the greedy tokens."""
+    by_cell: dict[str, dict[str, Any]] = {}
+    for vid, spec in runs.items():
+        try:
+            outcome = json.loads((out / "cells" / f"{vid}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            outcome = {"status": "error", "reason": "no result", "facts": {}}
+        by_cell.setdefault(spec["of"], {})[spec["cpu_variant"]] = outcome
+    for cid, variants in by_cell.items():
+        row = rows[cid]
+        want = (row.get("facts") or {}).get("greedy")
+        summary, bad = {}, []
+        for v, o in variants.items():
+            same = (o.get("facts") or {}).get("greedy") == want
+            summary[v] = {"status": o["status"], "reason": o.get("reason", ""), "greedy_same": same}
+            if o["status"] != "pass" or not same:
+                bad.append(f"{v}: {o['status']}{'' if same else ', other greedy tokens'}")
+        row["cpu_variants"] = summary
+        row["checks"]["cpu_variants"] = {
+            "status": "fail" if bad else "pass",
+            "message": "; ".join(bad)
+            if bad
+            else f"{len(variants)} CPU backend variants pass with the same greedy tokens",
+            "seconds": 0.0,
+        }
+        if bad and row["status"] == "pass":
+            row["status"], row["reason"] = "fail", "CPU variants: " + "; ".join(bad)
 
 
 STATIC_FACTS = (

@@ -82,7 +82,8 @@ def test_every_era_passes_conformance_from_npm(npm_report) -> None:
         assert c["source"] == "npm" and c["digest"].startswith("sha512:")
         assert set(NAMES) <= set(c["checks"])
         ran = {k: v["status"] for k, v in c["checks"].items() if not k.startswith("static.")}
-        assert ran == dict.fromkeys([*NAMES, "greedy_across_releases"], "pass")
+        extra = ["cpu_variants"] if c["release"] != "b3889" else []  # b3889 links its CPU code
+        assert ran == dict.fromkeys([*NAMES, "greedy_across_releases", *extra], "pass")
         static = {k: v["status"] for k, v in c["checks"].items() if k.startswith("static.")}
         assert static and set(static.values()) <= {"pass", "skip"}, static
     assert code == 0
@@ -390,3 +391,59 @@ def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> No
     assert outcome.status == "pass", (outcome.reason, outcome.log_tail[-5:])
     assert any(d.startswith("Vulkan") for d in outcome.extra["devices"]), outcome.extra
     assert outcome.checks["greedy"]["status"] == "pass"
+
+
+def test_every_cpu_variant_this_cpu_runs_agrees(npm_report) -> None:
+    from harness.cpuvariant import supported_variants
+
+    _, report, _ = npm_report
+    by = {c["release"]: c for c in report["cells"] if c["arch"] == "x64"}
+    assert "cpu_variants" not in by["b3889"]  # no variant libraries: one CPU backend, built in
+    for tag in ("b4435", "b10361"):
+        variants = by[tag]["cpu_variants"]
+        libdir = find_libdir(Path(provision([tag])[tag].stored.path))  # type: ignore[union-attr]
+        assert sorted(variants) == sorted(supported_variants(libdir)) and len(variants) >= 2
+        assert all(v["status"] == "pass" and v["greedy_same"] for v in variants.values())
+
+
+def test_a_consumer_manifest_gates_the_run(tmp_path: Path) -> None:
+    provision(["b8390", "b10361"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--cache-dir",
+            str(CACHE),
+            "--source",
+            "npm",
+            "api-manifest",
+            "--from",
+            "b8390",
+            "--functions",
+            "llama_tokenize,llama_decode",
+            "--struct",
+            "llama_model_params:n_gpu_layers,use_mmap",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "my-binding.yaml").write_text(made.stdout)
+    (tmp_path / "matrix.yaml").write_text(
+        "sources: [npm]\nreleases: [b8390, b10361]\nplatforms: [{os: linux, arch: x64}]\n"
+        "manifest: my-binding.yaml\n"
+    )
+    code, report, err = harness_run(
+        ["--cache-dir", str(CACHE), "run", "--no-cpu-variants", "--out", str(tmp_path / "out")],
+        tmp_path,
+    )
+    assert code == 1, err
+    by = {c["release"]: c for c in report["cells"]}
+    assert by["b8390"]["status"] == "pass" and by["b8390"]["api"]["manifest"] == "compatible"
+    assert by["b10361"]["status"] == "fail"
+    assert by["b10361"]["api"]["manifest"] == "breaks: llama_model_params.use_mmap: removed"
+    assert "my-binding.yaml breaks" in (tmp_path / "out" / "report.md").read_text()

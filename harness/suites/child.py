@@ -40,7 +40,7 @@ def main(spec_path: str) -> int:
 
     api = Api.from_json(Path(spec["api"]).read_text(encoding="utf-8"))
     t_api = time.perf_counter()
-    loaded = load(Path(spec["libdir"]), api, on_log)
+    loaded = load(Path(spec["libdir"]), api, on_log, spec.get("cpu_variant"))
     t_load = time.perf_counter()
     checks, facts = conformance.run(loaded, spec, on_check)
     result = {

@@ -133,7 +133,7 @@ def run_cell(
             sig = signal.Signals(-proc.returncode).name
         except ValueError:
             sig = f"signal {-proc.returncode}"
-        where = _crashed_in(done)
+        where = _crashed_in(done, spec.get("checks"))
         return Outcome(
             "crash", f"{sig}{where}", done, log_tail=tail[-LOG_TAIL_LINES:], seconds={"wall": wall}
         )
@@ -159,10 +159,10 @@ def devices(log: Path) -> list[str]:
     return list(dict.fromkeys(m.group(1) or m.group(0) for m in _DEVICE.finditer(text)))
 
 
-def _crashed_in(done: dict[str, dict[str, Any]]) -> str:
+def _crashed_in(done: dict[str, dict[str, Any]], only: list[str] | None = None) -> str:
     from harness.suites.conformance import NAMES
 
     if not done:
         return " while loading the library"
-    rest = [n for n in NAMES if n not in done]
+    rest = [n for n in NAMES if n not in done and (not only or n in only)]
     return f" in check {rest[0]}" if rest else " after the checks"

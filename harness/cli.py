@@ -99,7 +99,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="llama-harness",
-        description=__doc__,
+        description="Does a llama.cpp release work on every platform it ships, for your API, "
+        "and how fast? Global options go before the command (after it works too).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

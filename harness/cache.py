@@ -29,7 +29,7 @@ from typing import Any
 import filelock
 import platformdirs
 
-from harness import hashes
+from harness import atomic, hashes
 from harness.errors import ConfigError, DigestMismatch, DigestMissing, IntegrityError
 from harness.extract import archive_type, safe_extract
 from harness.sources.base import Fetcher, Want
@@ -318,9 +318,4 @@ def _remove_leftovers(entry: Entry) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.incomplete")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=1), durable=True)

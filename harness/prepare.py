@@ -19,7 +19,7 @@ from pathlib import Path
 
 import filelock
 
-from harness import headers
+from harness import atomic, headers
 from harness.abi import Api, parse_headers
 from harness.errors import HarnessError, SourceError
 from harness.provision import CellResult
@@ -124,7 +124,5 @@ def release_api(dl: object, res: CellResult, target: str | None = None) -> Api:
         except (ValueError, KeyError, TypeError):
             log.info("re-parsing %s: unreadable cached ABI", res.build)
     api = parse_headers(include, target=target)
-    tmp = cached.with_name(f"{cached.name}.{id(api)}.incomplete")
-    tmp.write_text(api.to_json(), encoding="utf-8")
-    tmp.replace(cached)
+    atomic.write_text(cached, api.to_json())
     return api

@@ -11,9 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +19,7 @@ from urllib.parse import quote
 import requests
 from requests.utils import parse_header_links
 
-from harness import fetch, http
+from harness import atomic, fetch, http
 from harness.errors import RateLimited, ReleaseNotFound, SourceError
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 
@@ -282,10 +280,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

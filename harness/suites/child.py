@@ -34,6 +34,7 @@ def main(spec_path: str) -> int:
         progress.flush()
         os.fsync(progress.fileno())
 
+    from harness import atomic
     from harness.abi import Api
     from harness.load import load
     from harness.suites import conformance
@@ -56,9 +57,7 @@ def main(spec_path: str) -> int:
         },
     }
     out = Path(spec["result"])
-    tmp = out.with_name(out.name + ".incomplete")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, out)
+    atomic.write_text(out, json.dumps(result))
     log.flush()
     sys.stdout.flush()
     # Skip interpreter teardown: some releases' static destructors crash at exit, and the

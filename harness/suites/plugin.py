@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from harness import atomic
 from harness.runner import Outcome, run_cell
 from harness.suites.conformance import NAMES
 
@@ -62,10 +63,7 @@ class _Outcomes:
             spec = self.cells[cell_id]
             outcome = run_cell(spec, self.out / "work" / cell_id, self.timeout, env=spec.get("env"))
             path = self.out / "cells" / f"{cell_id}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".incomplete")
-            tmp.write_text(json.dumps(outcome.to_json()), encoding="utf-8")
-            tmp.replace(path)
+            atomic.write_text(path, json.dumps(outcome.to_json()))
             self._done[cell_id] = outcome
         return self._done[cell_id]
 

@@ -56,6 +56,13 @@ def download_libs(session: nox.Session) -> None:
 
 
 @nox.session
+def download_libs_all(session: nox.Session) -> None:
+    """Download every platform's build of every release in matrix.yaml (all binary assets)."""
+    session.install("-e", ".")
+    session.run("llama-harness", "download", "--all-platforms", *session.posargs)
+
+
+@nox.session
 def test_download(session: nox.Session) -> None:
     """Check that this machine's asset of the newest release is reachable."""
     session.install("-e", ".")
@@ -70,8 +77,17 @@ def clean_libs(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """Merge shard results into one report: `nox -s report -- --out DIR RESULTS_DIR...`."""
+    if not session.posargs:
+        session.error("usage: nox -s report -- --out DIR RESULTS_DIR... (folders with report.json)")
+    session.install("-e", ".")
+    session.run("llama-harness", "report", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format check) and mypy."""
+    """ruff (lint) and mypy (types of the package)."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("mypy")

@@ -280,3 +280,22 @@ def test_allowlists() -> None:
     assert classify("/opt/homebrew/lib/libomp.dylib", "macos", "metal") is None
     assert classify("libcurl.so.4", "linux", "cpu") is None
     assert classify("libcurl.so.4", "linux", "cpu", ["libcurl.so.*"]) == "allowed"
+
+
+def test_a_junk_libllama_fails_exports_instead_of_crashing(tmp_path: Path) -> None:
+    lib = tmp_path / "build" / "bin"
+    lib.mkdir(parents=True)
+    for name in ("libllama.so", "libggml.so", "libggml-base.so"):
+        (lib / name).write_bytes(b"not a shared library at all\n" * 8)
+    api = Api(
+        functions={},
+        structs={},
+        enums={},
+        typedefs={},
+        target="x86_64-unknown-linux-gnu",
+        pointer_size=8,
+        headers=[],
+    )
+    res = check_tree(tmp_path, "linux", "x64", "cpu", api)
+    assert not res.ok
+    assert res.checks["exports"]["status"] == "fail"

@@ -230,7 +230,10 @@ def _exports(
     if llama is None:
         res.set("exports", "skip", "no libllama to read (see libraries_present)")
         return
-    lib = binaries[llama]
+    lib = binaries.get(llama)
+    if lib is None:  # there, but not an ELF, Mach-O or PE file
+        res.set("exports", "fail", f"{llama.name}: not a shared library this platform can load")
+        return
     if lib.error:
         res.set("exports", "fail", f"{llama.name}: {lib.error}")
         return

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         metavar="DIR",
         default="llama-harness-report",
-        help="where report.json and report.md go (default ./llama-harness-report)",
+        help="where report.json/.md/.html/.xml go (default ./llama-harness-report)",
     )
     p.add_argument(
         "--workers",
@@ -451,7 +451,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(report.markdown(rep))
-        print(f"report: {out / 'report.json'}, {out / 'report.md'}")
+        print(f"report: {out / 'report.md'} (also report.json, report.html, report.xml)")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):
             print(

@@ -96,6 +96,48 @@ def _selection(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _gates(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--baseline",
+        metavar="REPORT.json",
+        help="compare throughput with this earlier report.json too",
+    )
+    p.add_argument(
+        "--fail-on-regression",
+        metavar="PCT",
+        help="exit 1 when a cell is slower than the previous release or the baseline "
+        "by more than PCT (e.g. 5%%), beyond the noise",
+    )
+
+
+def _load_gates(args: argparse.Namespace) -> tuple[dict[str, Any] | None, float | None]:
+    from harness.compare import parse_threshold
+
+    threshold = parse_threshold(args.fail_on_regression) if args.fail_on_regression else None
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = json.loads(Path(args.baseline).read_text(encoding="utf-8"))
+            if not isinstance(baseline, dict) or "cells" not in baseline:
+                raise ValueError("no cells")
+        except (OSError, ValueError) as err:
+            raise ConfigError(
+                f"--baseline {args.baseline}: not a llama-harness report ({err})"
+            ) from err
+    return baseline, threshold
+
+
+def _regressions(rep: dict[str, Any], threshold: float | None) -> list[str]:
+    if threshold is None:
+        return []
+    from harness.compare import gate
+
+    lines = gate(rep.get("comparison") or [], threshold)
+    for line in lines:
+        print(f"llama-harness: regression: {line}", file=sys.stderr)
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="llama-harness",
@@ -136,10 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--suite",
         action="append",
-        choices=["conformance"],
+        choices=["conformance", "bench"],
         default=None,
-        help="which suites to run (default: all)",
+        help="which suites to run (repeatable; default: conformance and bench)",
     )
+    p.add_argument(
+        "--bench-presets",
+        default="tiny,small-f16,small-q8_0",
+        help="models the throughput suite times (default tiny,small-f16,small-q8_0)",
+    )
+    _gates(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -162,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("report", "merge shard results (folders holding report.json) into one report")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR")
     p.add_argument("--out", metavar="DIR", required=True, help="where the merged report goes")
+    _gates(p)
     p = cmd("inspect-host", "this machine: OS, CPU features, GPU runtimes; the variant to use")
     p.add_argument(
         "release",
@@ -425,6 +474,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     m = _matrix(args, required=True)
     assert m is not None
+    baseline, threshold = _load_gates(args)
     if args.workers < 1 or args.threads < 1:
         raise ConfigError("--workers and --threads must be at least 1")
     dl = _downloader(args, m, args.verify)
@@ -442,6 +492,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet=bool(args.json or args.quiet),
         manifest=m.manifest,
         cpu_variants=not args.no_cpu_variants,
+        suites=tuple(args.suite or ("conformance", "bench")),
+        bench_presets=tuple(p for p in args.bench_presets.split(",") if p),
+        baseline=baseline,
     )
     rep = run(dl, cells, opts)
     report.write(rep, out)
@@ -459,13 +512,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{c['variant']}: {c['reason']}",
                 file=sys.stderr,
             )
-    return EXIT_FAILED if counts["fail"] + counts["error"] + counts["crash"] else EXIT_OK
+    slower = _regressions(rep, threshold)
+    bad = counts["fail"] + counts["error"] + counts["crash"]
+    return EXIT_FAILED if bad or slower else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import report
+    from harness.compare import compare
 
+    baseline, threshold = _load_gates(args)
     rep = report.merge([Path(r) for r in args.results])
+    rep["comparison"] = compare(rep, baseline)  # release-to-release spans the shards
     out = Path(args.out)
     report.write(rep, out)
     counts = report.summary(rep)
@@ -474,7 +532,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(report.markdown(rep))
-    return EXIT_FAILED if counts["fail"] + counts["error"] + counts["crash"] else EXIT_OK
+    slower = _regressions(rep, threshold)
+    bad = counts["fail"] + counts["error"] + counts["crash"]
+    return EXIT_FAILED if bad or slower else EXIT_OK
 
 
 def cmd_api_diff(args: argparse.Namespace) -> int:

@@ -7,20 +7,32 @@ release that tokenizes or computes differently is caught, not just one that cras
 
 The bytes are a pure function of the code here (fixed seed, no timestamps, no names or paths), so
 every machine, CI runner and cache holds the same file; bump `CONTENT_VERSION` whenever they change.
+
+The "small" presets (`small-f16`, `small-q8_0`: ~24 M parameters, 8 layers, n_embd 512) are for
+the throughput suite: big enough that the matrix products, not the per-call overhead, dominate a
+decode, so harness t/s ÷ native t/s measures the binding rather than the call. Same vocabulary,
+same determinism; bump `SMALL_VERSION` whenever their bytes change.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness.errors import ConfigError
 
 TINY = "tiny"
+SMALL_F16 = "small-f16"
+SMALL_Q8_0 = "small-q8_0"
+PRESETS = (TINY, SMALL_F16, SMALL_Q8_0)
+SMALL_VERSION = 1
+SMALL_SEED = 7
 PROMPT = "Hello world"
 CONTENT_VERSION = 1
 GGUF_MAGIC = b"GGUF"
@@ -128,12 +140,57 @@ def write_tiny_model(path: Path) -> Path:
     import gguf  # heavy import, only needed when a model is generated
 
     hp = HPARAMS
-    pieces, scores, types = vocab()
     w = gguf.GGUFWriter(str(path), "llama")  # adds general.architecture
-    w.add_name("llama-harness tiny")
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
     # b3889 and every later release read these hparams; all of them are set explicitly so no
     # release falls back to a default that another release does not share.
+    _header(w, hp, "llama-harness tiny", gguf.LlamaFileType.ALL_F32)
+    for name, tensor in weights(len(vocab()[0]), hp).items():
+        w.add_tensor(name, tensor)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# The throughput presets' shape: ~24 M parameters, the same 420-piece vocabulary.
+SMALL = Hparams(n_layer=8, n_embd=512, n_head=8, n_head_kv=4, n_ff=1408, n_ctx_train=2048)
+
+
+def small_weights(n_vocab: int, hp: Hparams = SMALL) -> dict[str, np.ndarray]:
+    """Like `weights`, drawn in float32 (half the time and memory of float64 at this size)."""
+    rng = np.random.default_rng(SMALL_SEED)
+    d, kv = hp.n_embd, hp.n_head_kv * hp.head_dim
+
+    def mat(rows: int, cols: int, gain: float = 1.0) -> np.ndarray:
+        m = rng.standard_normal((rows, cols), dtype=np.float32)
+        m *= np.float32(gain / np.sqrt(cols))
+        return m
+
+    def norm() -> np.ndarray:
+        return (1.0 + 0.1 * rng.standard_normal(d, dtype=np.float32)).astype(np.float32)
+
+    out: dict[str, np.ndarray] = {"token_embd.weight": mat(n_vocab, d, np.sqrt(d))}
+    for i in range(hp.n_layer):
+        p = f"blk.{i}."
+        out[p + "attn_norm.weight"] = norm()
+        out[p + "attn_q.weight"] = mat(d, d)
+        out[p + "attn_k.weight"] = mat(kv, d)
+        out[p + "attn_v.weight"] = mat(kv, d)
+        out[p + "attn_output.weight"] = mat(d, d)
+        out[p + "ffn_norm.weight"] = norm()
+        out[p + "ffn_gate.weight"] = mat(hp.n_ff, d)
+        out[p + "ffn_up.weight"] = mat(hp.n_ff, d)
+        out[p + "ffn_down.weight"] = mat(d, hp.n_ff)
+    out["output_norm.weight"] = norm()
+    out["output.weight"] = mat(n_vocab, d, OUTPUT_GAIN)
+    return out
+
+
+def _header(w: Any, hp: Hparams, name: str, file_type: int) -> None:
+    pieces, scores, types = vocab()
+    w.add_name(name)
+    w.add_file_type(file_type)
     w.add_context_length(hp.n_ctx_train)
     w.add_embedding_length(hp.n_embd)
     w.add_block_count(hp.n_layer)
@@ -154,8 +211,27 @@ def write_tiny_model(path: Path) -> Path:
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     w.add_add_space_prefix(True)
-    for name, tensor in weights(len(pieces), hp).items():
-        w.add_tensor(name, tensor)
+
+
+def write_small_model(path: Path, preset: str = SMALL_F16) -> Path:
+    """Write a small preset to `path`: 2-D tensors in f16 or q8_0, norms in f32 (as converters
+    do); the same bytes on every call (~50 MB f16, ~27 MB q8_0, about a second)."""
+    import gguf
+    from gguf.quants import quantize
+
+    q8 = preset == SMALL_Q8_0
+    file_type = gguf.LlamaFileType.MOSTLY_Q8_0 if q8 else gguf.LlamaFileType.MOSTLY_F16
+    w = gguf.GGUFWriter(str(path), "llama")
+    _header(w, SMALL, f"llama-harness {preset}", file_type)
+    n_vocab = len(vocab()[0])
+    for name, tensor in small_weights(n_vocab).items():
+        if tensor.ndim == 1:
+            w.add_tensor(name, tensor)
+        elif q8:
+            qtype = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(name, quantize(tensor, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, tensor.astype(np.float16))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -163,28 +239,39 @@ def write_tiny_model(path: Path) -> Path:
     return path
 
 
+_WRITERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
+    TINY: (f"tiny-{CONTENT_VERSION}.gguf", write_tiny_model),
+    SMALL_F16: (f"{SMALL_F16}-{SMALL_VERSION}.gguf", lambda p: write_small_model(p, SMALL_F16)),
+    SMALL_Q8_0: (f"{SMALL_Q8_0}-{SMALL_VERSION}.gguf", lambda p: write_small_model(p, SMALL_Q8_0)),
+}
+
+
 def ensure_model(cache_root: Path, spec: str = TINY) -> Path:
-    """The GGUF file for matrix.yaml's `model:`: the tiny model (generated once, cached) or a path.
+    """The GGUF file for matrix.yaml's `model:`: a generated preset (`tiny`, `small-f16`,
+    `small-q8_0`; written once, cached) or a path.
 
     Concurrent processes may race to generate it: each writes its own temp file next to the target
     and `os.replace`s it in, so a reader only ever sees a complete file (no lock needed: every
     writer produces the same bytes).
     """
-    if spec == TINY:
-        target = Path(cache_root) / "models" / f"tiny-{CONTENT_VERSION}.gguf"
+    if spec in _WRITERS:
+        name, write = _WRITERS[spec]
+        target = Path(cache_root) / "models" / name
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.incomplete")
         try:
-            write_tiny_model(tmp)
+            write(tmp)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return target
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise ConfigError(f"model '{spec}': no such file (use 'tiny' or a path to a GGUF file)")
+        raise ConfigError(
+            f"model '{spec}': no such file (use {', '.join(PRESETS)} or a path to a GGUF file)"
+        )
     try:
         with path.open("rb") as f:
             head = f.read(4)

@@ -46,6 +46,9 @@ class Options:
     quiet: bool = False
     manifest: str | None = None
     cpu_variants: bool = True
+    suites: tuple[str, ...] = ("conformance", "bench")
+    bench_presets: tuple[str, ...] = ("tiny", "small-f16", "small-q8_0")
+    baseline: dict[str, Any] | None = None
 
 
 def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
@@ -201,10 +204,13 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
             "threads": opts.threads,
         }
     variant_runs = _cpu_variant_specs(specs, opts) if opts.cpu_variants else {}
-    if specs:
+    if specs and "conformance" in opts.suites:
         _pytest({**specs, **variant_runs}, opts)
     for cid, spec in specs.items():
-        _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)
+        if "conformance" in opts.suites:
+            _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)
+        else:
+            rows[cid]["reason"] = "conformance not run (--suite)"
     _compare_across_releases([rows[c] for c in specs])
     _merge_cpu_variants(rows, variant_runs, opts.out)
     diffs = _api_diffs(list(rows.values()), apis)
@@ -212,7 +218,49 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         _manifest(list(rows.values()), apis, wanted, str(opts.manifest))
     for row in rows.values():
         _fold_static(row)
-    return report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
+    if "bench" in opts.suites:
+        _bench(dl, results, rows, specs, opts)
+    rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
+    from harness.compare import compare
+
+    rep["comparison"] = compare(rep, opts.baseline)
+    return rep
+
+
+def _bench(
+    dl: LibraryDownloader,
+    results: list[CellResult],
+    rows: dict[str, dict[str, Any]],
+    specs: dict[str, dict[str, Any]],
+    opts: Options,
+) -> None:
+    """Throughput, one cell at a time (timings taken in parallel would mean nothing), on the
+    cells that ran; GPU builds on a software device are not worth timing."""
+    from harness.prepare import headers_dir
+    from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
+
+    presets = presets_for(dl.cache.root, list(opts.bench_presets))
+    for res in results:
+        cid = res.cell.id
+        spec, row = specs.get(cid), rows[cid]
+        if spec is None or spec.get("gpu") == "vulkan" or row["status"] not in ("pass", "fail"):
+            continue
+        assert res.stored
+        bspec = {
+            **spec,
+            "presets": presets,
+            "threads": opts.threads,
+            "rounds": 2,
+            "include": str(headers_dir(dl, res)),
+            "cache": str(dl.cache.root),
+            "build": res.build,
+            "tree": str(res.stored.path),
+        }
+        row["bench"] = run_bench(
+            bspec, opts.out / "work" / cid / "bench", timeout=max(opts.timeout, 600)
+        )
+        if "error" not in row["bench"]:
+            write_benchmark_json(opts.out, row["bench"], row)
 
 
 def _cpu_variant_specs(

@@ -42,6 +42,11 @@ REPORT_KEYS = {
 
 
 def harness_run(args: list[str], cwd: Path) -> tuple[int, dict[str, Any], str]:
+    """`python -m harness … run …`; conformance only unless the test names its suites (the
+    throughput suite has tests of its own)."""
+    if "run" in args and "--suite" not in args:
+        i = args.index("run") + 1
+        args = [*args[:i], "--suite", "conformance", *args[i:]]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "harness", *args],
@@ -447,3 +452,57 @@ def test_a_consumer_manifest_gates_the_run(tmp_path: Path) -> None:
     assert by["b10361"]["status"] == "fail"
     assert by["b10361"]["api"]["manifest"] == "breaks: llama_model_params.use_mmap: removed"
     assert "my-binding.yaml breaks" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_run_times_releases_and_gates_a_real_slowdown(tmp_path: Path) -> None:
+    """b6673 turned flash attention to `auto`: pp on the tiny model dropped markedly."""
+    provision(["b5640", "b6673"])
+    (tmp_path / "matrix.yaml").write_text(
+        "sources: [npm]\nreleases: [b5640, b6673]\nplatforms: [{os: linux, arch: x64}]\n"
+    )
+    args = [
+        "--cache-dir",
+        str(CACHE),
+        "run",
+        "--suite",
+        "conformance",
+        "--suite",
+        "bench",
+        "--bench-presets",
+        "tiny",
+        "--no-cpu-variants",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    code, report, err = harness_run([*args, "--fail-on-regression", "10%"], tmp_path)
+    assert code == 1, err
+    assert "regression: b6673 linux/x64/cpu tiny pp64" in err
+    pp = next(c for c in report["comparison"] if c["release"] == "b6673" and c["test"] == "pp64")
+    assert pp["verdict"] == "slower" and pp["change"] < -0.3
+    for c in report["cells"]:
+        assert c["bench"]["tiny"]["pp64"]["median"] > 0 and c["bench"]["tiny"]["tg16"]["rounds"]
+    assert list((tmp_path / "out").glob("bench-*.json"))
+    # against itself as the baseline, nothing is slower beyond noise: merged, the gate passes
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "report",
+            "--out",
+            str(tmp_path / "again"),
+            str(tmp_path / "out"),
+            "--baseline",
+            str(tmp_path / "out" / "report.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert {c["verdict"] for c in again["comparison"] if c["against"] == "baseline"} == {
+        "within noise"
+    }

@@ -129,8 +129,7 @@ def _cold(gh: FakeGitHub, jobs: int, tmp: Path) -> float:
     cache = Cache(tmp / f"cold-{jobs}-{time.monotonic_ns()}")
     dl = http.download_session(pool=jobs)
     rel = GitHubSource(cache.root, gh.api_url).get_release("b9000")
-    prov = Provisioner(cache, dl, jobs=jobs)
-    wants = [prov.want(rel, a) for a in rel.assets]
+    wants = [Provisioner.want(rel, a) for a in rel.assets]
     t0 = time.perf_counter()
     # Fetch only (no extraction: these are random bytes), through the same parallel engine.
     from concurrent.futures import ThreadPoolExecutor

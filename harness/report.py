@@ -156,7 +156,16 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
             text += (
                 " · 🐢 slower: "
                 + ", ".join(
-                    f"{e.get('cell', '?')} {e.get('test', '?')} {percent(e.get('change'))}"
+                    " ".join(
+                        str(x)
+                        for x in (
+                            e.get("cell", "?"),
+                            e.get("preset") or e.get("model"),
+                            e.get("test", "?"),
+                            percent(e.get("change")),
+                        )
+                        if x
+                    )
                     for e in slower[:3]
                 )
                 + (f", … {len(slower) - 3} more" if len(slower) > 3 else "")
@@ -215,7 +224,7 @@ def changes(report: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]
         for (rel, plat), keys in stats.items():
             if not _same_release(builds, rel, e) or not _same_cell(str(e.get("cell", "")), plat):
                 continue
-            want = _norm(f"{e.get('model', '')}{e.get('test', '')}")
+            want = _norm(f"{e.get('model') or e.get('preset') or ''}{e.get('test', '')}")
             found = [k for k in keys if _norm(k) == want] or [
                 k for k in keys if _norm(k.partition("/")[2]) == want
             ]

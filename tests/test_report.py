@@ -340,7 +340,7 @@ def test_comparison_entries_match_cells_however_they_name_them() -> None:
     ch = report.changes(rep)
     assert ch[("latest", "linux/x64/cpu", "tiny/tg16")]["previous"] == "baseline"
     assert "verdict" not in ch[("b6673", "linux/x64/cpu", "tiny/pp64")]  # the plain change
-    assert "🐢 slower: linux/x64/cpu tg16 −20.0 %" in report.markdown(rep)
+    assert "🐢 slower: linux/x64/cpu tiny tg16 −20.0 %" in report.markdown(rep)
     page = report_html.render(rep)
     assert page.count('class="point slower"') == 1 and 'class="point faster"' not in page
     assert "vs baseline" in page

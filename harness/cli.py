@@ -469,7 +469,6 @@ def cmd_clean_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import report
     from harness.run import Options, run
 
     m = _matrix(args, required=True)
@@ -496,9 +495,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         bench_presets=tuple(p for p in args.bench_presets.split(",") if p),
         baseline=baseline,
     )
-    rep = run(dl, cells, opts)
+    return _publish(args, run(dl, cells, opts), out, threshold)
+
+
+def _publish(
+    args: argparse.Namespace, rep: dict[str, Any], out: Path, threshold: float | None
+) -> int:
+    """Write the report files, show it, name each problem on stderr, and pick the exit code."""
+    from harness import report
+
     report.write(rep, out)
-    counts = report.summary(rep)
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -513,6 +519,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     slower = _regressions(rep, threshold)
+    counts = report.summary(rep)
     bad = counts["fail"] + counts["error"] + counts["crash"]
     return EXIT_FAILED if bad or slower else EXIT_OK
 
@@ -524,17 +531,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     baseline, threshold = _load_gates(args)
     rep = report.merge([Path(r) for r in args.results])
     rep["comparison"] = compare(rep, baseline)  # release-to-release spans the shards
-    out = Path(args.out)
-    report.write(rep, out)
-    counts = report.summary(rep)
-    if args.json:
-        json.dump(rep, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print(report.markdown(rep))
-    slower = _regressions(rep, threshold)
-    bad = counts["fail"] + counts["error"] + counts["crash"]
-    return EXIT_FAILED if bad or slower else EXIT_OK
+    return _publish(args, rep, Path(args.out), threshold)
 
 
 def cmd_api_diff(args: argparse.Namespace) -> int:

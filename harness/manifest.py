@@ -28,6 +28,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from harness import yamlfile
 from harness.abi.model import Api, CType, Function, Struct
 from harness.apidiff import Shape, normalize, shape, spell
 from harness.errors import ConfigError
@@ -261,21 +262,7 @@ def parse(data: Any, source: str = "manifest") -> dict[str, Any]:
 
 def load(path: Path | str) -> dict[str, Any]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: manifest file not found") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the manifest: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: malformed YAML: {err.problem}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: malformed YAML: {err}") from err
-    return parse(data, str(path))
+    return parse(yamlfile.read(path, "manifest"), str(path))
 
 
 class _Flow(dict):

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from harness import yamlfile
 from harness.errors import ConfigError
 
 OSES = ("linux", "macos", "windows", "android")
@@ -220,20 +220,7 @@ def _default(p: dict[str, str]) -> str:
 
 def load(path: Path | str) -> Matrix:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: matrix file not found (give one with --matrix)") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the matrix file: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: malformed YAML: {err.problem}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: malformed YAML: {err}") from err
+    data = yamlfile.read(path, "matrix", " (give one with --matrix)")
     return parse(data, str(path), path)
 
 

@@ -506,3 +506,16 @@ def test_run_times_releases_and_gates_a_real_slowdown(tmp_path: Path) -> None:
     assert {c["verdict"] for c in again["comparison"] if c["against"] == "baseline"} == {
         "within noise"
     }
+
+
+def test_run_needs_nothing_beyond_the_runtime_dependencies() -> None:
+    """`run` drives pytest and pytest-xdist in a child: a plain `pip install llama-harness`
+    (the `nox -s matrix` venv) must bring them."""
+    from importlib.metadata import requires
+
+    names = {
+        r.split(";")[0].split(">")[0].split("=")[0].strip().lower()
+        for r in requires("llama-harness") or []
+        if "extra ==" not in r
+    }
+    assert {"pytest", "pytest-xdist", "libclang", "lief", "gguf", "numpy"} <= names

@@ -193,7 +193,11 @@ class LibraryDownloader:
                 "status": "ok" if problem is None else "bad",
                 "problem": problem,
             }
-            if problem and repair:
+            if problem and repair and not marker.get("url"):
+                self.cache.invalidate(entry)
+                row["status"] = "failed"
+                row["problem"] = f"{problem}; removed it: provision it again with `download`"
+            elif problem and repair:
                 self.cache.invalidate(entry)
                 want = Want(
                     entry.folder.name,

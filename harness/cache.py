@@ -262,12 +262,12 @@ class Cache:
             return
         for marker in sorted(self.releases.glob("*/*.ready.json")):
             entry = Entry(marker.parent, marker.name[: -len(".ready.json")])
-            data = entry.read_marker()
-            if data is not None:
-                yield entry, data
+            yield entry, entry.read_marker() or {}  # an unreadable marker is itself a fault
 
     def check(self, entry: Entry, marker: dict[str, Any]) -> str | None:
         """Re-hash one archive against its marker: None when good, else what is wrong."""
+        if not marker.get("digest"):
+            return "ready-marker unreadable"
         if not entry.archive.is_file():
             return "archive missing"
         if not entry.tree.is_dir():

@@ -307,3 +307,15 @@ def test_a_stale_unverifiable_archive_is_replaced(harness, gh: FakeGitHub) -> No
     r = harness("--json", "download", NEW, "--os", "linux", "--variant", "cpu")
     assert r.code == 0, r.err
     assert (folder / TGZ).read_bytes() == gh.asset(TGZ).data
+
+
+def test_verify_reports_an_unreadable_marker(harness) -> None:
+    r = harness("--json", "download", NEW, "--os", "linux", "--variant", "cpu")
+    marker = Path(json.loads(r.out)[0]["archive"] + ".ready.json")
+    marker.write_text("{not json")
+    bad = harness("--json", "verify")
+    assert bad.code == 4 and json.loads(bad.out)[0]["problem"] == "ready-marker unreadable"
+    fixed = harness("--json", "verify", "--repair")
+    assert json.loads(fixed.out)[0]["status"] == "failed" and not marker.exists()
+    assert harness("download", NEW, "--os", "linux", "--variant", "cpu").code == 0
+    assert harness("verify").code == 0

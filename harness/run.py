@@ -180,8 +180,12 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         row["checks"].update({f"static.{k}": v for k, v in static.checks.items()})
         row["static"] = {k: static.facts.get(k) for k in STATIC_FACTS if k in static.facts}
         why, extra = plan(res.cell, host)
-        if why or api is None:
-            _static_only(row, static, why or f"no ABI for {res.build}: {row['api'].get('error')}")
+        if why:
+            _static_only(row, static, why)
+            continue
+        if api is None:  # runnable here, but without its header we cannot call it safely
+            row["status"] = "error"
+            row["reason"] = f"no ABI for {res.build}: {row['api'].get('error')}"
             continue
         try:
             libdir = find_libdir(Path(res.stored.path))

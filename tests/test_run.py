@@ -519,3 +519,42 @@ def test_run_needs_nothing_beyond_the_runtime_dependencies() -> None:
         if "extra ==" not in r
     }
     assert {"pytest", "pytest-xdist", "libclang", "lief", "gguf", "numpy"} <= names
+
+
+def test_a_runnable_cell_without_headers_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    """No source archive at the fake GitHub and no npm on PATH: nothing declares the ABI."""
+    builds = provision(["b8095"])
+    with FakeGitHub() as gh:
+        name, data = era_archive("b8095", builds["b8095"], tmp_path / "assets")
+        gh.add_release("b8095", {name: data})
+        (tmp_path / "matrix.yaml").write_text(
+            "releases: [b8095]\nplatforms: [{os: linux, arch: x64}]\n"
+        )
+        (tmp_path / "bin").mkdir()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(tmp_path / "bin")}
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "--api-url",
+                gh.api_url,
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "run",
+                "--suite",
+                "conformance",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert proc.returncode == 1, proc.stderr
+    cell = json.loads((tmp_path / "out" / "report.json").read_text())["cells"][0]
+    assert cell["status"] == "error" and "no ABI for b8095" in cell["reason"]
+    assert "npm is not installed" in cell["reason"]

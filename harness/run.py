@@ -181,7 +181,10 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         row["static"] = {k: static.facts.get(k) for k in STATIC_FACTS if k in static.facts}
         why, extra = plan(res.cell, host)
         if why:
-            _static_only(row, static, why)
+            # another platform is judged by its binaries; this platform's GPU build that cannot
+            # run here (no driver) is a skip, with the reason, unless its binaries are broken
+            same_platform = (res.cell.os, res.cell.arch) == host
+            _static_only(row, static, why, skip=same_platform)
             continue
         if api is None:  # runnable here, but without its header we cannot call it safely
             row["status"] = "error"
@@ -332,10 +335,13 @@ STATIC_FACTS = (
 )
 
 
-def _static_only(row: dict[str, Any], static: Any, why: str) -> None:
-    """A cell this host cannot run passes or fails on its static checks alone."""
+def _static_only(row: dict[str, Any], static: Any, why: str, skip: bool = False) -> None:
+    """A cell this host cannot run passes or fails on its static checks alone (or, for a build
+    of this very platform, is a skip when they pass)."""
     row["scope"] = "static"
-    if static.ok:
+    if static.ok and skip:
+        row["status"], row["reason"] = "skip", why
+    elif static.ok:
         row["status"], row["reason"] = "pass", f"static checks only: {why}"
     else:
         bad = [f"{k}: {v['message']}" for k, v in static.checks.items() if v["status"] == "fail"]

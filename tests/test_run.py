@@ -558,3 +558,20 @@ def test_a_runnable_cell_without_headers_is_an_error_not_a_pass(tmp_path: Path) 
     cell = json.loads((tmp_path / "out" / "report.json").read_text())["cells"][0]
     assert cell["status"] == "error" and "no ABI for b8095" in cell["reason"]
     assert "npm is not installed" in cell["reason"]
+
+
+def test_gpu_builds_this_host_cannot_run_are_skips_with_the_reason(tmp_path: Path) -> None:
+    provision(["b10361"])
+    (tmp_path / "matrix.yaml").write_text(
+        "sources: [npm]\nreleases: [b10361]\n"
+        "platforms: [{os: linux, arch: x64, variants: [cuda-12.4]}, {os: windows, arch: x64}]\n"
+    )
+    code, report, err = harness_run(
+        ["--cache-dir", str(CACHE), "run", "--out", str(tmp_path / "out")], tmp_path
+    )
+    assert code == 0, err
+    by = {c["os"]: c for c in report["cells"]}
+    cuda = by["linux"]
+    assert cuda["status"] == "skip" and "NVIDIA driver" in cuda["reason"]
+    assert cuda["checks"]["static.architecture"]["status"] == "pass"  # still inspected
+    assert by["windows"]["status"] == "pass" and by["windows"]["scope"] == "static"

@@ -24,21 +24,26 @@ from typing import Any
 from harness.abi import Api, Bindings, Functions
 from harness.errors import HarnessError
 
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows runners
-    _NAMES = {"ggml-base": r"ggml-base\.dll", "ggml": r"ggml\.dll", "llama": r"llama\.dll"}
-elif sys.platform == "darwin":  # pragma: no cover
-    _NAMES = {
-        "ggml-base": r"libggml-base(\.[0-9]+)*\.dylib",
-        "ggml": r"libggml(\.[^-][^/]*)?\.dylib",
-        "llama": r"libllama(\.[^-][^/]*)?\.dylib",
+# The three libraries by role, per OS. Names vary by era and packager: libllama.so (GitHub),
+# libllama.b10361.so / libllama.vulkan.b10361.so (npm), libllama.metal.b10361.dylib,
+# llama.dll / llama.b10361.dll; never libllama-common.* or the ggml-<backend> plugins.
+_EXT = {"linux": r"\.so", "android": r"\.so", "macos": r"(\.[0-9]+)*\.dylib", "windows": r"\.dll"}
+_PREFIX = {"windows": "(lib)?"}
+
+
+def _names(os_: str) -> dict[str, str]:
+    ext, pre = _EXT.get(os_, r"\.so"), _PREFIX.get(os_, "lib")
+    return {
+        "ggml-base": rf"{pre}ggml-base{ext}",
+        "ggml": rf"{pre}ggml(\.[A-Za-z0-9_.]+)?{ext}",
+        "llama": rf"{pre}llama(\.[A-Za-z0-9_.]+)?{ext}",
     }
-else:
-    _NAMES = {
-        "ggml-base": r"libggml-base\.so",
-        # npm builds: libllama.b10361.so, libllama.vulkan.b10361.so; never libllama-common.so
-        "ggml": r"libggml(\.[A-Za-z0-9_.]+)?\.so",
-        "llama": r"libllama(\.[A-Za-z0-9_.]+)?\.so",
-    }
+
+
+def _host_os() -> str:
+    return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "linux")
+
+
 _LLAMA_ANYWHERE = re.compile(r"^(lib)?llama(\.[^-].*)?\.(so|dylib|dll)$")
 
 
@@ -55,11 +60,12 @@ def find_libdir(tree: Path) -> Path:
     return min(hits, key=lambda p: len(p.parts))
 
 
-def library_paths(libdir: Path) -> dict[str, Path]:
-    """ggml-base (absent before b4435), ggml, llama, in load order, by their plain names."""
+def library_paths(libdir: Path, os_: str | None = None) -> dict[str, Path]:
+    """ggml-base (absent before b4435), ggml, llama, in load order, by their plain names.
+    `os_` (linux, macos, windows) reads another platform's naming; default: this host's."""
     names = {p.name: p for p in libdir.iterdir()}
     out: dict[str, Path] = {}
-    for role, pattern in _NAMES.items():
+    for role, pattern in _names(os_ or _host_os()).items():
         found = sorted(n for n in names if re.fullmatch(pattern, n))
         if found:
             out[role] = names[found[0]]

@@ -575,3 +575,34 @@ def test_gpu_builds_this_host_cannot_run_are_skips_with_the_reason(tmp_path: Pat
     assert cuda["status"] == "skip" and "NVIDIA driver" in cuda["reason"]
     assert cuda["checks"]["static.architecture"]["status"] == "pass"  # still inspected
     assert by["windows"]["status"] == "pass" and by["windows"]["scope"] == "static"
+
+
+@pytest.mark.parametrize(
+    ("os_", "arch", "variant", "want"),
+    [
+        (
+            "linux",
+            "x64",
+            "vulkan",
+            ("libggml-base.so", "libggml.vulkan.b10361.so", "libllama.vulkan.b10361.so"),
+        ),
+        (
+            "macos",
+            "arm64",
+            "metal",
+            ("libggml-base.dylib", "libggml.metal.b10361.dylib", "libllama.metal.b10361.dylib"),
+        ),
+        ("windows", "x64", "cpu", ("ggml-base.dll", "ggml.b10361.dll", "llama.b10361.dll")),
+    ],
+)
+def test_the_loader_finds_each_platforms_libraries(
+    os_: str, arch: str, variant: str, want: tuple[str, ...]
+) -> None:
+    """Names per packager and OS; the loader never takes libllama-common or a backend plugin."""
+    from harness.load import library_paths
+    from tests.realbuilds import platform_tree
+
+    provision(["b10361"])
+    libdir = find_libdir(platform_tree("b10361", os_, arch, variant))
+    found = library_paths(libdir, os_)
+    assert tuple(found[r].name for r in ("ggml-base", "ggml", "llama")) == want

@@ -14,6 +14,7 @@ callback is installed before backends load (so their chatter is captured, not pr
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -95,6 +96,9 @@ def load(
     """`cpu_variant` (e.g. "haswell") loads that one ggml CPU backend instead of letting ggml
     pick the best (GGML_BACKEND_PATH does not force it: load_all still loads the best first)."""
     paths = library_paths(libdir)
+    keep: list[Any] = []
+    if sys.platform == "win32":  # pragma: no cover - Windows: the DLLs' own dependencies
+        keep.append(os.add_dll_directory(str(libdir)))  # type: ignore[attr-defined]
     handles = []
     for role in ("ggml-base", "ggml", "llama"):
         if role in paths:
@@ -104,7 +108,6 @@ def load(
                 raise LoadFailed(f"cannot load {paths[role].name}: {err}") from err
     bindings = Bindings(api)
     fns = bindings.bind(handles[-1])
-    keep: list[Any] = []
     if "llama_log_set" in fns:
         cb_type = fns.llama_log_set.argtypes[0]
 

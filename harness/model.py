@@ -108,7 +108,7 @@ def weights(n_vocab: int, hp: Hparams = HPARAMS) -> dict[str, np.ndarray]:
     Hugging Face layout the converter permutes from: the reference reads the same convention.
     """
     rng = np.random.default_rng(SEED)
-    d, kv = hp.n_embd, hp.n_head_kv * hp.head_dim
+    d = hp.n_embd
 
     def mat(rows: int, cols: int, gain: float = 1.0) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) * gain / np.sqrt(cols)).astype(np.float32)
@@ -116,23 +116,8 @@ def weights(n_vocab: int, hp: Hparams = HPARAMS) -> dict[str, np.ndarray]:
     def norm() -> np.ndarray:
         return (1.0 + 0.1 * rng.standard_normal(d)).astype(np.float32)
 
-    out: dict[str, np.ndarray] = {
-        "token_embd.weight": rng.standard_normal((n_vocab, d)).astype(np.float32),
-    }
-    for i in range(hp.n_layer):
-        p = f"blk.{i}."
-        out[p + "attn_norm.weight"] = norm()
-        out[p + "attn_q.weight"] = mat(d, d)
-        out[p + "attn_k.weight"] = mat(kv, d)
-        out[p + "attn_v.weight"] = mat(kv, d)
-        out[p + "attn_output.weight"] = mat(d, d)
-        out[p + "ffn_norm.weight"] = norm()
-        out[p + "ffn_gate.weight"] = mat(hp.n_ff, d)
-        out[p + "ffn_up.weight"] = mat(hp.n_ff, d)
-        out[p + "ffn_down.weight"] = mat(d, hp.n_ff)
-    out["output_norm.weight"] = norm()
-    out["output.weight"] = mat(n_vocab, d, OUTPUT_GAIN)
-    return out
+    embd = rng.standard_normal((n_vocab, d)).astype(np.float32)
+    return _tensors(hp, n_vocab, embd, mat, norm)
 
 
 def write_tiny_model(path: Path) -> Path:
@@ -160,7 +145,7 @@ SMALL = Hparams(n_layer=8, n_embd=512, n_head=8, n_head_kv=4, n_ff=1408, n_ctx_t
 def small_weights(n_vocab: int, hp: Hparams = SMALL) -> dict[str, np.ndarray]:
     """Like `weights`, drawn in float32 (half the time and memory of float64 at this size)."""
     rng = np.random.default_rng(SMALL_SEED)
-    d, kv = hp.n_embd, hp.n_head_kv * hp.head_dim
+    d = hp.n_embd
 
     def mat(rows: int, cols: int, gain: float = 1.0) -> np.ndarray:
         m = rng.standard_normal((rows, cols), dtype=np.float32)
@@ -170,7 +155,19 @@ def small_weights(n_vocab: int, hp: Hparams = SMALL) -> dict[str, np.ndarray]:
     def norm() -> np.ndarray:
         return (1.0 + 0.1 * rng.standard_normal(d, dtype=np.float32)).astype(np.float32)
 
-    out: dict[str, np.ndarray] = {"token_embd.weight": mat(n_vocab, d, np.sqrt(d))}
+    return _tensors(hp, n_vocab, mat(n_vocab, d, np.sqrt(d)), mat, norm)
+
+
+def _tensors(
+    hp: Hparams,
+    n_vocab: int,
+    embd: np.ndarray,
+    mat: Callable[..., np.ndarray],
+    norm: Callable[[], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Every tensor a llama GGUF needs, drawn in one fixed order (the bytes depend on it)."""
+    d, kv = hp.n_embd, hp.n_head_kv * hp.head_dim
+    out: dict[str, np.ndarray] = {"token_embd.weight": embd}
     for i in range(hp.n_layer):
         p = f"blk.{i}."
         out[p + "attn_norm.weight"] = norm()

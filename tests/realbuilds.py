@@ -26,6 +26,18 @@ CACHE = Path(platformdirs.user_cache_dir("llama-harness")) / "test-cache"
 # One release per API era: b3889 (4-argument batch, llama_model* vocab), b4435 (backends as
 # plugins), b4753 (llama_vocab*), b5640 (llama_memory_*), b6673 (flash attention auto),
 # b8095, b10361 (load_mode), v0.5.0 (the first semver tag).
+# llama.cpp release → the node-llama-cpp version whose packages carry it (learnt with
+# `llama-harness npm-index --refresh`); tests that fetch packages directly use it.
+NPM_VERSIONS = {
+    "b3889": "3.1.1",
+    "b4435": "3.4.0",
+    "b4753": "3.6.0",
+    "b5640": "3.10.0",
+    "b6673": "3.14.0",
+    "b8095": "3.16.0",
+    "b10361": "3.20.0",
+    "v0.5.0": "3.22.1",
+}
 ERAS = ["b3889", "b4435", "b4753", "b5640", "b6673", "b8095", "b10361", "v0.5.0"]
 
 

@@ -31,21 +31,13 @@ from harness.abi import Api, Bindings, SymbolMissing, parse_headers
 from harness.errors import HarnessError, SourceError
 from harness.extract import safe_extract
 from harness.headers import SOURCE_FILE, headers_from_bundle, headers_from_source_tarball
+from tests.realbuilds import NPM_VERSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "abi"
 
 # llama.cpp tag → the node-llama-cpp version that pins it (llama/llama.cpp.info.json)
-RELEASES = {
-    "b3889": "3.1.1",
-    "b4435": "3.4.0",
-    "b4753": "3.6.0",
-    "b5640": "3.10.0",
-    "b6673": "3.14.0",
-    "b8095": "3.16.0",
-    "b10361": "3.20.0",
-    "v0.5.0": "3.22.1",
-}
+RELEASES = NPM_VERSIONS
 _OFFLINE = re.compile(
     r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|network|offline", re.I
 )

@@ -29,6 +29,7 @@ from filelock import FileLock
 from harness import model, reference
 from harness.errors import ConfigError
 from harness.model import PROMPT, ensure_model, write_tiny_model
+from tests.realbuilds import NPM_VERSIONS
 
 TINY_SHA256 = "ad97487c3f7137ba9aad6b26f7cb3a89c71be8028ce3134f1b475e54ad552e95"
 PROMPT_IDS = [1, 332, 337]  # <s> ▁Hello ▁world
@@ -39,16 +40,7 @@ MIN_MARGIN = 0.3  # top-1 vs top-2 logit, every greedy step: far above LOGIT_TOL
 EDGE_TEXT = "Hello llamas, héllo 🦙 wörld!\n42  end"  # merges, byte fallback, double space
 
 # node-llama-cpp version → the llama.cpp release its @node-llama-cpp/linux-x64 build carries
-RELEASES = {
-    "b3889": "3.1.1",
-    "b4435": "3.4.0",
-    "b4753": "3.6.0",
-    "b5640": "3.10.0",
-    "b6673": "3.14.0",
-    "b8095": "3.16.0",
-    "b10361": "3.20.0",
-    "v0.5.0": "3.22.1",
-}
+RELEASES = NPM_VERSIONS
 PROBE = Path(__file__).with_name("llama_probe.py")
 NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET",
                   "ENETUNREACH", "EHOSTUNREACH", "ENOTCACHED", "network", "offline")  # fmt: skip

@@ -21,7 +21,9 @@ import pytest
 import requests
 
 from benchmarks.conftest import RATIOS
-from harness import cli, fetch, http
+from harness import cli
+from harness.sources import http
+from harness.sources import stream as fetch
 from tests.archives import make_archive_for
 from tests.conftest import ROOT
 from tests.fakegithub import FakeGitHub
@@ -122,7 +124,7 @@ def throttled() -> Iterator[FakeGitHub]:
 
 
 def _cold(gh: FakeGitHub, jobs: int, tmp: Path) -> float:
-    from harness.cache import Cache
+    from harness.cache.store import Cache
     from harness.provision import Provisioner
     from harness.sources.github import GitHubSource
 

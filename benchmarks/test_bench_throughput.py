@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from benchmarks.conftest import RATIOS
-from harness import compare
+from harness.report import compare
 from harness.suites.throughput import DEFAULT_SIZES, presets_for, run_bench
 from tests.realbuilds import CACHE, ERAS
 
@@ -94,8 +94,8 @@ class Runs:
 
     def __call__(self, tag: str) -> dict[str, Any]:
         if tag not in self.cells:
-            from harness.load import find_libdir
-            from harness.prepare import headers_dir
+            from harness.abi.release import headers_dir
+            from harness.load.loader import find_libdir
             from tests.realbuilds import api_of, downloader, provision
 
             res = provision([tag])[tag]

@@ -9,18 +9,16 @@ __version__ = "0.1.0"
 __all__ = ["LibraryDownloader", "__version__", "clean_library_cache", "load_library"]
 
 if TYPE_CHECKING:
-    from harness.api import LibraryDownloader, clean_library_cache
-    from harness.load import load_library
+    from harness.library import LibraryDownloader, clean_library_cache
+    from harness.load.loader import load_library
 
 
 def __getattr__(name: str) -> Any:
     """Import the API lazily: the child process that loads a release needs none of it."""
     if name in ("LibraryDownloader", "clean_library_cache"):
-        from harness import api
-
+        from harness import library as api
         return getattr(api, name)
     if name == "load_library":
-        from harness import load
-
+        from harness.load import loader as load
         return load.load_library
     raise AttributeError(name)

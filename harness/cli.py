@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness import __version__, assets, matrix, progress
-from harness.api import DEFAULT_REPO, LibraryDownloader
+from harness import __version__, progress
+from harness.config import matrix
+from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
-from harness.matrix import Cell, Matrix
+from harness.library import DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
+from harness.sources import assets
 from harness.sources.npm import NpmSource
 
 log = logging.getLogger("harness")
@@ -111,7 +113,7 @@ def _gates(p: argparse.ArgumentParser) -> None:
 
 
 def _load_gates(args: argparse.Namespace) -> tuple[dict[str, Any] | None, float | None]:
-    from harness.compare import parse_threshold
+    from harness.report.compare import parse_threshold
 
     threshold = parse_threshold(args.fail_on_regression) if args.fail_on_regression else None
     baseline = None
@@ -130,7 +132,7 @@ def _load_gates(args: argparse.Namespace) -> tuple[dict[str, Any] | None, float 
 def _regressions(rep: dict[str, Any], threshold: float | None) -> list[str]:
     if threshold is None:
         return []
-    from harness.compare import gate
+    from harness.report.compare import gate
 
     lines = gate(rep.get("comparison") or [], threshold)
     for line in lines:
@@ -357,7 +359,7 @@ def host_variants(rel: Any) -> list[str]:
 
 def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
     """This machine's cell of a release: the variant `inspect-host` would choose."""
-    from harness.host import choose_variant, inspect_host
+    from harness.host.probe import choose_variant, inspect_host
 
     hos, harch = assets.host_platform()
     try:
@@ -372,9 +374,9 @@ def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
 
 
 def cmd_inspect_host(args: argparse.Namespace) -> int:
-    from harness.cpuvariant import cpu_backend_choice
-    from harness.host import choose_variant, inspect_host, render
-    from harness.load import find_libdir
+    from harness.host.probe import choose_variant, inspect_host, render
+    from harness.load.backends import cpu_backend_choice
+    from harness.load.loader import find_libdir
 
     info = inspect_host()
     data: dict[str, Any] = {"host": info.to_json()}
@@ -469,7 +471,7 @@ def cmd_clean_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.run import Options, run
+    from harness.pipeline import Options, run
 
     m = _matrix(args, required=True)
     assert m is not None
@@ -502,8 +504,7 @@ def _publish(
     args: argparse.Namespace, rep: dict[str, Any], out: Path, threshold: float | None
 ) -> int:
     """Write the report files, show it, name each problem on stderr, and pick the exit code."""
-    from harness import report
-
+    from harness.report import model as report
     report.write(rep, out)
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
@@ -525,8 +526,8 @@ def _publish(
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import report
-    from harness.compare import compare
+    from harness.report import model as report
+    from harness.report.compare import compare
 
     baseline, threshold = _load_gates(args)
     rep = report.merge([Path(r) for r in args.results])
@@ -535,8 +536,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_api_diff(args: argparse.Namespace) -> int:
-    from harness import apidiff
-    from harness.prepare import api_for_release
+    from harness.abi import diff as apidiff
+    from harness.abi.release import api_for_release
 
     dl = _downloader(args, _matrix(args, False))
     old_build, old = api_for_release(dl, args.old)
@@ -554,8 +555,8 @@ def cmd_api_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_api_manifest(args: argparse.Namespace) -> int:
-    from harness import manifest
-    from harness.prepare import api_for_release
+    from harness.abi import manifest
+    from harness.abi.release import api_for_release
 
     dl = _downloader(args, _matrix(args, False))
     _, api = api_for_release(dl, args.release)
@@ -569,8 +570,8 @@ def cmd_api_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_api_check(args: argparse.Namespace) -> int:
-    from harness import manifest
-    from harness.prepare import api_for_release
+    from harness.abi import manifest
+    from harness.abi.release import api_for_release
 
     wanted = manifest.load(args.manifest)
     dl = _downloader(args, _matrix(args, False))

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.assets import companions_for
-from harness.cache import Cache, Stored
+from harness.cache.store import Cache, Stored
+from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, HarnessError, ReleaseNotFound, SourceError
-from harness.matrix import Cell
 from harness.progress import Bars
+from harness.sources.assets import companions_for
 from harness.sources.base import Asset, Release, Source, Want
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,13 @@ from typing import Any
 import platformdirs
 import pytest
 
-from harness.api import LibraryDownloader
-from harness.assets import host_platform
+from harness.abi.release import headers_dir
+from harness.config.matrix import Cell
 from harness.errors import SourceError
-from harness.load import find_libdir
-from harness.matrix import Cell
-from harness.prepare import headers_dir
+from harness.library import LibraryDownloader
+from harness.load.loader import find_libdir
 from harness.provision import CellResult
+from harness.sources.assets import host_platform
 from tests.archives import Entry, write_targz, write_zip
 
 CACHE = Path(platformdirs.user_cache_dir("llama-harness")) / "test-cache"
@@ -70,7 +70,7 @@ def provision(tags: list[str]) -> dict[str, CellResult]:
 
 def api_of(tag: str) -> Any:
     """The parsed ABI (`harness.abi.Api`) of a real release, from its own headers (npm bundle)."""
-    from harness.prepare import release_api
+    from harness.abi.release import release_api
 
     return release_api(downloader(), provision([tag])[tag])
 

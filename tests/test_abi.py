@@ -28,9 +28,9 @@ import platformdirs
 import pytest
 
 from harness.abi import Api, Bindings, SymbolMissing, parse_headers
+from harness.abi.headers import SOURCE_FILE, headers_from_bundle, headers_from_source_tarball
+from harness.cache.extract import safe_extract
 from harness.errors import HarnessError, SourceError
-from harness.extract import safe_extract
-from harness.headers import SOURCE_FILE, headers_from_bundle, headers_from_source_tarball
 from tests.realbuilds import NPM_VERSIONS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ import pytest
 
 import harness
 from harness import LibraryDownloader, clean_library_cache
-from harness.assets import host_platform
 from harness.errors import AssetNotFound, ReleaseNotFound
+from harness.sources.assets import host_platform
 from tests.conftest import NEW, OLD
 from tests.fakegithub import FakeGitHub
 
@@ -69,7 +69,7 @@ def test_download_raises_harness_errors(dl: LibraryDownloader) -> None:
 def test_cache_dir_default_is_platformdirs(monkeypatch: pytest.MonkeyPatch) -> None:
     import platformdirs
 
-    from harness.cache import default_root
+    from harness.cache.store import default_root
 
     assert default_root() == Path(platformdirs.user_cache_dir("llama-harness")).resolve()
     monkeypatch.setenv("LLAMA_HARNESS_CACHE", "/tmp/x-cache")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from harness.abi import Api
-from harness.apidiff import ApiDiff, StructChange, diff, normalize, render_text
+from harness.abi.diff import ApiDiff, StructChange, diff, normalize, render_text
+from harness.abi.manifest import check, dump, generate, load, parse
 from harness.errors import ConfigError
-from harness.manifest import check, dump, generate, load, parse
 from tests.realbuilds import api_of
 
 VOCAB = "parameter 1 `model`: const struct llama_model * → const struct llama_vocab *"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.assets import (
+from harness.sources.assets import (
     AssetMatch,
     classify_asset,
     companions_for,

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from harness import cli
-from harness import matrix as matrices
-from harness.assets import host_platform
+from harness.config import matrix as matrices
+from harness.sources.assets import host_platform
 from tests.archives import Entry, fake_binary, write_zip
 from tests.fakegithub import FakeGitHub
 
@@ -521,7 +521,7 @@ def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
 
 
 def test_the_plan_step_skips_a_runner_whose_platform_the_matrix_lacks(tmp_path: Path) -> None:
-    script = _step("host", "from harness.matrix import load")
+    script = _step("host", "from harness.config.matrix import load")
     for everything, os_, arch, want in (
         ("true", "linux", "x64", "true"),
         ("false", "windows", "arm64", "true"),

@@ -124,8 +124,7 @@ def test_token_goes_only_to_the_api_host(gh: FakeGitHub, tmp_path: Path) -> None
 
 def test_token_never_follows_a_redirect_to_another_host(tmp_path: Path) -> None:
     """browser_download_url on the API host itself 302s to the asset host: the token stays."""
-    from harness import http
-
+    from harness.sources import http
     with FakeGitHub() as gh:
         gh.add_release("b1", {"llama-b1-bin-ubuntu-x64.zip": b"data"})
         s = http.api_session(gh.api_url, "tok123")

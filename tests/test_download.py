@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.assets import default_variant, host_platform
+from harness.sources.assets import default_variant, host_platform
 from tests.conftest import NEW, OLD, grow, one_error_line
 from tests.fakegithub import FakeGitHub
 
@@ -201,7 +201,6 @@ def test_clean_cache_one_release_then_all(harness, matrix_file: Path) -> None:
 
 def test_cache_dir_from_environment(gh: FakeGitHub, tmp_path: Path, monkeypatch, capsys) -> None:
     from harness import cli
-
     monkeypatch.setenv("LLAMA_HARNESS_CACHE", str(tmp_path / "envcache"))
     monkeypatch.setenv("LLAMA_HARNESS_API_URL", gh.api_url)
     assert cli.main(["download", NEW, "--os", "macos"]) == 0
@@ -257,7 +256,6 @@ def test_more_bytes_than_published_is_refused(harness, gh: FakeGitHub) -> None:
 
 def test_asset_names_cannot_escape_the_cache(tmp_path: Path, capsys) -> None:
     from harness import cli
-
     with FakeGitHub() as gh:
         gh.add_release("b1", {"llama-b1-bin-ubuntu-x64.zip/../../../../evil.zip": b"x"})
         code = cli.main(
@@ -279,7 +277,6 @@ def test_asset_names_cannot_escape_the_cache(tmp_path: Path, capsys) -> None:
 
 def test_unusable_cache_dir_is_exit_2(gh: FakeGitHub, tmp_path: Path, capsys) -> None:
     from harness import cli
-
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     code = cli.main(["--api-url", gh.api_url, "--cache-dir", str(blocker / "c"), "releases"])

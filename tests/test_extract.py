@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import extract
+from harness.cache import extract
+from harness.cache.extract import Limits, archive_type, safe_extract
 from harness.errors import UnsafeArchive
-from harness.extract import Limits, archive_type, safe_extract
 from tests.archives import (
     Entry,
     fake_binary,

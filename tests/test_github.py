@@ -77,7 +77,6 @@ def test_persistent_server_error_is_exit_3(harness, gh: FakeGitHub) -> None:
 
 def test_unreachable_api_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from harness import cli
-
     code = cli.main(["--api-url", "http://127.0.0.1:9", "--cache-dir", str(tmp_path), "releases"])
     assert code == 3
     assert "cannot reach the GitHub API" in one_error_line(capsys.readouterr().err)

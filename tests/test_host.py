@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.assets import host_platform
-from harness.cpuvariant import (
+from harness.host.probe import Cuda, HostInfo, Icd, Vulkan, choose_variant, inspect_host, render
+from harness.load.backends import (
     BUILT_IN,
     backend_modules,
     cpu_backend_choice,
@@ -22,8 +22,8 @@ from harness.cpuvariant import (
     supported_by_flags,
     supported_variants,
 )
-from harness.host import Cuda, HostInfo, Icd, Vulkan, choose_variant, inspect_host, render
-from harness.load import find_libdir
+from harness.load.loader import find_libdir
+from harness.sources.assets import host_platform
 
 # ---------------------------------------------------------------- this machine
 
@@ -278,7 +278,7 @@ def test_release_picks_its_best_supported_cpu_variant(libdirs: dict[str, Path], 
     best = max(d["score"] for d in scores["variants"].values())
     assert scores["variants"][choice["variant"]]["score"] == best
     # the fallback table agrees with ggml's own scores on this CPU
-    from harness.host import cpu_features
+    from harness.host.probe import cpu_features
 
     by_flags = supported_by_flags(cpu_features()[1], shipped)
     assert {v for v, ok in by_flags.items() if ok} == set(supported)

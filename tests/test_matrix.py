@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, matrix
+from harness import cli
+from harness.config import matrix
+from harness.config.matrix import Cell
 from harness.errors import ConfigError
-from harness.matrix import Cell
 from tests.conftest import ROOT, one_error_line
 
 

@@ -26,9 +26,9 @@ import platformdirs
 import pytest
 from filelock import FileLock
 
-from harness import model, reference
 from harness.errors import ConfigError
-from harness.model import PROMPT, ensure_model, write_tiny_model
+from harness.suites.fixtures import model, reference
+from harness.suites.fixtures.model import PROMPT, ensure_model, write_tiny_model
 from tests.realbuilds import NPM_VERSIONS
 
 TINY_SHA256 = "ad97487c3f7137ba9aad6b26f7cb3a89c71be8028ce3134f1b475e54ad552e95"

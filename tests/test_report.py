@@ -24,7 +24,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harness import junit, report, report_html
+from harness.report import html as report_html
+from harness.report import junit
+from harness.report import model as report
 from tests.conftest import ROOT
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\" <img src=x onerror=alert(1)>"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness.load import find_libdir
-from harness.runner import run_cell
+from harness.load.child import run_cell
+from harness.load.loader import find_libdir
 from harness.suites.conformance import NAMES
 from tests.conftest import ROOT
 from tests.fakegithub import FakeGitHub
@@ -95,8 +95,7 @@ def test_every_era_passes_conformance_from_npm(npm_report) -> None:
 
 
 def test_greedy_tokens_match_numpy_and_each_other(npm_report) -> None:
-    from harness import model, reference
-
+    from harness.suites.fixtures import model, reference
     _, report, _ = npm_report
     m = model.ensure_model(CACHE)
     want = reference.greedy(m, reference.tokenize(m, model.PROMPT), 16)
@@ -175,8 +174,8 @@ def test_same_builds_through_fake_github_in_era_layouts(tmp_path: Path) -> None:
 
 def test_a_wrong_abi_is_isolated_in_its_child(tmp_path: Path) -> None:
     """b10361's library driven with b3889's header: the child dies or fails; we go on."""
-    from harness import model
-    from harness.prepare import release_api
+    from harness.abi.release import release_api
+    from harness.suites.fixtures import model
     from tests.realbuilds import downloader
 
     builds = provision(["b3889", "b10361"])
@@ -207,7 +206,7 @@ def test_load_library_in_a_fresh_process(tmp_path: Path) -> None:
     provision(["b8095", "b10361"])
     code = f"""
 import harness
-from harness.load import LoadFailed
+from harness.load.loader import LoadFailed
 lib = harness.load_library("b10361", cache_dir={str(CACHE)!r}, sources=("npm",))
 print(lib.fns.llama_print_system_info().decode()[:20])
 assert harness.load_library("b10361", cache_dir={str(CACHE)!r}, sources=("npm",)) is lib
@@ -231,8 +230,7 @@ except LoadFailed as err:
 
 
 def test_a_users_own_gguf_is_compared_across_releases(tmp_path: Path) -> None:
-    from harness import model
-
+    from harness.suites.fixtures import model
     provision(["b6673", "b10361"])
     mine = tmp_path / "my-model.gguf"
     mine.write_bytes(model.ensure_model(CACHE).read_bytes())
@@ -365,10 +363,10 @@ def test_test_download_through_npm(tmp_path: Path) -> None:
 
 def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> None:
     """Mesa's lavapipe (installed by .ci/run): ggml accepts it with GGML_VK_VISIBLE_DEVICES."""
-    from harness import model, reference
-    from harness.matrix import Cell
-    from harness.prepare import release_api
-    from harness.run import plan
+    from harness.abi.release import release_api
+    from harness.config.matrix import Cell
+    from harness.pipeline import plan
+    from harness.suites.fixtures import model, reference
     from tests.realbuilds import downloader
 
     why, extra = plan(Cell("b10361", "linux", "x64", "vulkan"), ("linux", "x64"))
@@ -399,7 +397,7 @@ def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> No
 
 
 def test_every_cpu_variant_this_cpu_runs_agrees(npm_report) -> None:
-    from harness.cpuvariant import supported_variants
+    from harness.load.backends import supported_variants
 
     _, report, _ = npm_report
     by = {c["release"]: c for c in report["cells"] if c["arch"] == "x64"}
@@ -599,7 +597,7 @@ def test_the_loader_finds_each_platforms_libraries(
     os_: str, arch: str, variant: str, want: tuple[str, ...]
 ) -> None:
     """Names per packager and OS; the loader never takes libllama-common or a backend plugin."""
-    from harness.load import library_paths
+    from harness.load.loader import library_paths
     from tests.realbuilds import platform_tree
 
     provision(["b10361"])

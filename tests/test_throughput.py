@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
-from harness import compare, model
-from harness.compare import gate, parse_threshold, stats
 from harness.errors import ConfigError
-from harness.load import find_libdir
-from harness.native import (
+from harness.load.loader import find_libdir
+from harness.report import compare
+from harness.report.compare import gate, parse_threshold, stats
+from harness.suites import throughput
+from harness.suites.fixtures import model
+from harness.suites.native import (
     build_driver,
     driver_flags,
     find_compiler,
@@ -30,7 +32,6 @@ from harness.native import (
     parse_llama_bench,
     run_llama_bench,
 )
-from harness.suites import throughput
 from harness.suites.throughput import benchmark_json, presets_for, run_bench
 from tests.realbuilds import CACHE, ERAS, api_of, downloader, provision
 
@@ -43,7 +44,7 @@ CELL = {"os": "linux", "arch": "x64", "variant": "cpu"}
 
 def spec_for(tag: str, tmp: Path, presets: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A bench spec for a real release, as `run` would build it."""
-    from harness.prepare import headers_dir
+    from harness.abi.release import headers_dir
 
     res = provision([tag])[tag]
     assert res.stored
@@ -314,7 +315,7 @@ def test_pytest_benchmark_reads_the_json(b5640_bench: dict[str, Any], tmp_path: 
 @real
 @pytest.mark.parametrize("tag", ERAS)
 def test_the_driver_compiles_for_every_era(tag: str) -> None:
-    from harness.prepare import headers_dir
+    from harness.abi.release import headers_dir
 
     if find_compiler() is None:
         pytest.skip("no C compiler here")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-from harness.assets import AssetMatch, classify_asset
+from harness.sources.assets import AssetMatch, classify_asset
 
 # Called with an open, empty binary file and a hash algorithm; writes the asset's bytes into it
 # and returns (bytes written, `algo:hex` of those bytes).

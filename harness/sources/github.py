@@ -19,8 +19,10 @@ from urllib.parse import quote
 import requests
 from requests.utils import parse_header_links
 
-from harness import atomic, fetch, http
+from harness.cache import atomic
 from harness.errors import RateLimited, ReleaseNotFound, SourceError
+from harness.sources import http
+from harness.sources import stream as fetch
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 
 log = logging.getLogger(__name__)

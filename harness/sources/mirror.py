@@ -17,8 +17,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from harness import fetch
 from harness.errors import AssetNotFound, ConfigError, ReleaseNotFound, SourceError
+from harness.sources import stream as fetch
 from harness.sources.base import Fetcher, Progress, Release, Want
 from harness.sources.github import GitHubSource
 

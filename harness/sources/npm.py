@@ -24,9 +24,10 @@ from typing import Any
 
 import filelock
 
-from harness import fetch, hashes
-from harness.assets import AssetMatch, default_variant
+from harness.cache import hashes
 from harness.errors import AssetNotFound, ReleaseNotFound, SourceError
+from harness.sources import stream as fetch
+from harness.sources.assets import AssetMatch, default_variant
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 
 log = logging.getLogger(__name__)

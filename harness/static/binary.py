@@ -27,7 +27,7 @@ _MAGIC = {
     b"\xca\xfe\xba\xbe": "MachO",  # universal ("fat"): one slice per arch
     b"\xbe\xba\xfe\xca": "MachO",
 }
-# Machine codes in the harness's arch vocabulary (harness.assets).
+# Machine codes in the harness's arch vocabulary (harness.sources.assets).
 _MACHINES = {
     "ELF": {
         "X86_64": "x64",

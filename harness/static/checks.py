@@ -68,8 +68,9 @@ def _role_pattern(stem: str, ext: str) -> re.Pattern[str]:
 
 
 def find_libdir(tree: Path, os: str) -> Path | None:
-    """The shallowest folder holding libllama in `os`'s naming (harness.load.find_libdir does the
-    same for the host only): build/bin/, llama-<tag>/, bins/<platform>/, or the flat root."""
+    """The shallowest folder holding libllama in `os`'s naming (`harness.load.loader.find_libdir`
+    does the same for the host only): build/bin/, llama-<tag>/, bins/<platform>/, or the flat
+    root."""
     pattern = _role_pattern("llama", _EXT.get(os, "so"))
     hits = {p.parent for p in tree.rglob("*") if pattern.fullmatch(p.name)}
     return min(hits, key=lambda p: (len(p.parts), str(p))) if hits else None

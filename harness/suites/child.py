@@ -34,9 +34,9 @@ def main(spec_path: str) -> int:
         progress.flush()
         os.fsync(progress.fileno())
 
-    from harness import atomic
     from harness.abi import Api
-    from harness.load import load
+    from harness.cache import atomic
+    from harness.load.loader import load
     from harness.suites import conformance
 
     api = Api.from_json(Path(spec["api"]).read_text(encoding="utf-8"))

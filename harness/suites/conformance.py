@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.load import Loaded
+from harness.load.loader import Loaded
 from harness.suites.llama import Llama, Model, finite
 
 

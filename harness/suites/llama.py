@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.load import Loaded
+from harness.load.loader import Loaded
 
 
 class LlamaError(HarnessError):

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from harness import atomic
-from harness.runner import Outcome, run_cell
+from harness.cache import atomic
+from harness.load.child import Outcome, run_cell
 from harness.suites.conformance import NAMES
 
 

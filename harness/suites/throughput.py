@@ -8,15 +8,16 @@ no sampling). Per preset, one context of n_ctx = n_prompt + n_gen (n_batch = n_u
 n_seq_max 1, the release's other defaults, flash attention included); `warmup` unrecorded runs,
 then `reps` recorded ones, each from a cleared KV cache: pp decodes n_prompt tokens in one batch,
 tg decodes n_gen single tokens. The child records each repetition's seconds; the parent
-(`run_bench`) turns them into t/s statistics, runs the native driver (`harness.native`) on the
-same library, model and parameters for the harness ÷ native ratio, and llama-bench where the
-release tree ships one.
+(`run_bench`) turns them into t/s statistics, runs the native driver
+(`harness.suites.native`) on the same library, model and parameters for the harness ÷ native ratio,
+and llama-bench where the release tree ships one.
 
 pytest-benchmark: the timings cross a process boundary (one release per process), so
 pytest-benchmark cannot time them itself. `benchmark_json` writes its JSON format from the child's
-per-repetition seconds (the same statistics, computed the same way: `harness.compare.stats`), so
-`pytest-benchmark compare` reads it; `benchmarks/test_bench_throughput.py` feeds the same seconds
-to the real plugin through a replaying timer.
+per-repetition seconds (the same statistics, computed the same way:
+`harness.report.compare.stats`), so `pytest-benchmark compare` reads it;
+`benchmarks/test_bench_throughput.py` feeds the same seconds to the real plugin through a replaying
+timer.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.compare import NOT_PRESETS, interval, stats
-from harness.native import find_llama_bench, run_llama_bench, signal_name
+from harness.report.compare import NOT_PRESETS, interval, stats
+from harness.suites.native import find_llama_bench, run_llama_bench, signal_name
 
 # preset → (n_prompt, n_gen, repetitions). The tiny model's pp64 takes well under a millisecond,
 # so one preemption on a shared runner ruins a repetition: it gets many (they cost nothing).
@@ -68,8 +69,7 @@ def presets_for(
 ) -> dict[str, dict[str, Any]]:
     """The `presets` entry of a bench spec: generated presets by name, or a GGUF path; sizes and
     repetitions from `DEFAULT_SIZES` unless given."""
-    from harness import model
-
+    from harness.suites.fixtures import model
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         path = model.ensure_model(cache_root, name)
@@ -190,7 +190,7 @@ def main(spec_path: str) -> int:
         os.fsync(progress.fileno())
 
     from harness.abi import Api
-    from harness.load import load
+    from harness.load.loader import load
 
     api = Api.from_json(Path(spec["api"]).read_text(encoding="utf-8"))
 
@@ -287,7 +287,7 @@ def _figures(tests: dict[str, Any], threads: int) -> dict[str, Any]:
 
 def machine_info(system_info: str = "", backends: str = "") -> dict[str, Any]:
     """This host, in pytest-benchmark's machine_info keys, plus llama.cpp's own system info."""
-    from harness.host import cpu_features
+    from harness.host.probe import cpu_features
 
     try:
         brand, features = cpu_features()
@@ -424,7 +424,7 @@ def _driver(spec: dict[str, Any]) -> Path | str | None:
     if spec.get("cpu_variant"):
         return "the native driver does not force a CPU variant"
     from harness.abi import Api
-    from harness.native import build_driver
+    from harness.suites.native import build_driver
 
     api = Api.from_json(Path(spec["api"]).read_text(encoding="utf-8"))
     cache = Path(spec.get("cache") or Path(spec["api"]).parent)
@@ -434,7 +434,7 @@ def _driver(spec: dict[str, Any]) -> Path | str | None:
 
 def _native_round(spec: dict[str, Any], driver: Path, timeout: float) -> dict[str, Any]:
     """One round of the driver, every preset: {preset: driver JSON or {"error"}}."""
-    from harness.native import run_driver
+    from harness.suites.native import run_driver
 
     return {
         preset: run_driver(

@@ -28,9 +28,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness import yamlfile
+from harness.abi.diff import Shape, normalize, shape, spell
 from harness.abi.model import Api, CType, Function, Struct
-from harness.apidiff import Shape, normalize, shape, spell
+from harness.config import yamlfile
 from harness.errors import ConfigError
 
 __all__ = [

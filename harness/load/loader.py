@@ -120,7 +120,7 @@ def load(
         fns.llama_log_set(callback, None)
     backends = "linked"
     if cpu_variant:
-        from harness.cpuvariant import force_cpu_variant
+        from harness.load.backends import force_cpu_variant
 
         ggml = handles[-2] if len(handles) > 1 else handles[-1]
         force_cpu_variant(ggml, libdir, cpu_variant)
@@ -153,8 +153,8 @@ def load_library(
     different release raises LoadFailed (run it in a child process instead). Loading the same
     release again returns the same object.
     """
-    from harness.api import LibraryDownloader
-    from harness.prepare import release_api
+    from harness.abi.release import release_api
+    from harness.library import LibraryDownloader
 
     dl = LibraryDownloader(cache_dir, sources=sources)
     result = dl.download(version)

@@ -29,9 +29,9 @@ from typing import Any
 import filelock
 import platformdirs
 
-from harness import atomic, hashes
+from harness.cache import atomic, hashes
+from harness.cache.extract import archive_type, safe_extract
 from harness.errors import ConfigError, DigestMismatch, DigestMissing, IntegrityError
-from harness.extract import archive_type, safe_extract
 from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)

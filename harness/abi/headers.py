@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.cache.extract import safe_extract
 from harness.errors import SourceError
-from harness.extract import safe_extract
 
 __all__ = ["SOURCE_FILE", "headers_from_bundle", "headers_from_source_tarball"]
 

@@ -6,7 +6,7 @@ each, asks its `ggml_backend_score()` (0: this CPU cannot run it; more features,
 keeps the best and registers it. Before that (b3889) the CPU code is linked into libggml:
 "built in".
 
-Everything that loads a release runs in a child process (`python -m harness.cpuvariant`): one
+Everything that loads a release runs in a child process (`python -m harness.load.backends`): one
 release per process, since every release has the SONAME libggml-base.so.
 
 Which library got loaded: the CPU backend's registry entry (`ggml_backend_reg_t`) is a static
@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.load import LoadFailed, library_paths
+from harness.load.loader import LoadFailed, library_paths
 
 _CPU_LIB = re.compile(r"(?:lib)?ggml-cpu(?:-(?P<variant>.+?))?\.(?:so|dylib|dll)", re.IGNORECASE)
 _BACKEND_LIB = re.compile(r"(?:lib)?ggml-(?P<name>[a-z0-9_]+)\.(?:so|dylib|dll)", re.IGNORECASE)
@@ -243,7 +243,7 @@ def _child_choice(libdir: Path, api_json: Path | None, force: str | None) -> Non
     paths = library_paths(libdir)
     if api_json is not None:
         from harness.abi import Api
-        from harness.load import load
+        from harness.load.loader import load
 
         api = Api.from_json(api_json.read_text(encoding="utf-8"))
         loaded = load(libdir, api, lambda _level, text: log.append(text))
@@ -298,7 +298,7 @@ def _child_score(libdir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.cpuvariant")
+    ap = argparse.ArgumentParser(prog="python -m harness.load.backends")
     ap.add_argument("libdir", type=Path)
     ap.add_argument("--api", type=Path, help="the release's ABI JSON: load it the harness's way")
     ap.add_argument("--force", help="load this CPU variant with ggml_backend_load")
@@ -327,7 +327,7 @@ def _run_child(
     )
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "harness.cpuvariant", *args],
+            [sys.executable, "-m", "harness.load.backends", *args],
             capture_output=True,
             text=True,
             errors="replace",
@@ -367,7 +367,7 @@ def cpu_backend_choice(
     """Which CPU backend the release registers on this CPU, loaded in a child process.
 
     Without `api_json` only ggml is loaded (ggml-base, ggml, then load_all_from_path); with it
-    the release is loaded exactly as the suites load it (`harness.load.load`). `force` loads
+    the release is loaded exactly as the suites load it (`harness.load.loader.load`). `force` loads
     that variant with `force_cpu_variant` instead. The child's environment is this one without
     GGML_BACKEND_PATH, updated with `env`. Never raises for the release's sake: a failure is in
     "error".
@@ -428,7 +428,7 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
     Returns {"method": "ggml_backend_score" | "cpu flags" | "mixed" | "none", "variants":
     {variant: {"score": int | None, "supported": bool | None, "method": ...}}, "error": ...}.
     """
-    from harness.host import cpu_features
+    from harness.host.probe import cpu_features
 
     variants = cpu_variants_in(libdir)
     out: dict[str, dict[str, Any]] = {}

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import report as rp
+from harness.report import model as rp
 
 RUN = "run"  # the testcase that stands for the cell itself
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -131,6 +131,6 @@ def _cases(suite: ET.Element, cells: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write(report: dict[str, Any], path: Path) -> None:
-    from harness.atomic import write_text
+    from harness.cache.atomic import write_text
 
     write_text(path, render(report))

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from harness import report as rp
+from harness.report import model as rp
 
 CSS = """
 :root{--pass:#d8f3dc;--static:#eef8ef;--fail:#fcd5d2;--error:#ffe6bf;--crash:#ecd5f2;

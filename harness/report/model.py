@@ -33,7 +33,7 @@ LEGEND = (
 
 
 def host_info() -> dict[str, Any]:
-    from harness.assets import host_platform
+    from harness.sources.assets import host_platform
 
     os_, arch = host_platform()
     return {
@@ -622,8 +622,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 def write(report: dict[str, Any], out: Path) -> None:
     """report.json, report.md, report.html and report.xml in `out`, each replaced atomically;
     the Markdown is also appended to `$GITHUB_STEP_SUMMARY` when that is set."""
-    from harness import junit, report_html
-    from harness.atomic import write_text
+    from harness.cache.atomic import write_text
+    from harness.report import html as report_html
+    from harness.report import junit
 
     md = markdown(report)
     for name, text in (

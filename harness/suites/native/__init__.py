@@ -5,9 +5,9 @@ One binary per release build: `llama_model_params` and `llama_context_params` ch
 between releases, so the driver is compiled against that release's own `llama.h`. Which API
 flavour it calls comes from `-D` macros derived from the parsed header (`driver_flags`), the same
 facts `harness.suites.llama.Llama` decides by. The driver dlopens the release by absolute path
-(ggml-base, ggml, llama, as `harness.load` does), so it never links against it and the binary is
-cached under `<cache>/native/<build>-<hash>/` keyed by the source, the flags, the header and the
-compiler.
+(ggml-base, ggml, llama, as `harness.load.loader` does), so it never links against it and the
+binary is cached under `<cache>/native/<build>-<hash>/` keyed by the source, the flags, the header
+and the compiler.
 
 Where a release archive ships llama.cpp's own `llama-bench` (GitHub assets do, npm packages do
 not), `run_llama_bench` runs it with `-o json` on the same model and sizes, for a second opinion.
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.abi import Api
-from harness.compare import stats
-from harness.load import library_paths
+from harness.load.loader import library_paths
+from harness.report.compare import stats
 
 log = logging.getLogger(__name__)
 

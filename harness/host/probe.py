@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.assets import cuda_version, host_platform
+from harness.sources.assets import cuda_version, host_platform
 
 _TIMEOUT = 3.0
 T = TypeVar("T")
@@ -639,7 +639,7 @@ def choose_variant(
 
 def render(host: HostInfo, choice: Choice | None = None) -> str:
     """The text of `llama-harness inspect-host`."""
-    from harness.cpuvariant import X86_VARIANT_NEEDS
+    from harness.load.backends import X86_VARIANT_NEEDS
 
     interesting = sorted({f for need in X86_VARIANT_NEEDS.values() for f in need})
     shown = [f for f in interesting if f in host.cpu_features]

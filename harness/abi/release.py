@@ -19,8 +19,8 @@ from pathlib import Path
 
 import filelock
 
-from harness import atomic, headers
-from harness.abi import Api, parse_headers
+from harness.abi import Api, headers, parse_headers
+from harness.cache import atomic
 from harness.errors import HarnessError, SourceError
 from harness.provision import CellResult
 from harness.sources.github import GitHubSource
@@ -33,7 +33,7 @@ BUNDLE = "package/llama/gitRelease.bundle"
 
 
 def _from_tarball(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
-    from harness.api import LibraryDownloader
+    from harness.library import LibraryDownloader
 
     assert isinstance(dl, LibraryDownloader) and res.rel and res.source
     source = dl.source_named(res.source)
@@ -49,7 +49,7 @@ def _from_tarball(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
 
 
 def _from_npm(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
-    from harness.api import LibraryDownloader
+    from harness.library import LibraryDownloader
 
     assert isinstance(dl, LibraryDownloader) and res.build
     npm = dl.source_named("npm")
@@ -76,7 +76,7 @@ Getter = Callable[[object, CellResult, Path, Path], Path]
 
 def headers_dir(dl: object, res: CellResult) -> Path:
     """The release's include folder, fetched on first use; the cell's own source first."""
-    from harness.api import LibraryDownloader
+    from harness.library import LibraryDownloader
 
     assert isinstance(dl, LibraryDownloader) and res.build
     root = dl.cache.root / "headers" / res.build
@@ -103,8 +103,8 @@ def headers_dir(dl: object, res: CellResult) -> Path:
 
 def api_for_release(dl: object, tag: str) -> tuple[str, Api]:
     """(build, Api) of a release by tag, from the first source in the chain that knows it."""
-    from harness.api import LibraryDownloader
-    from harness.matrix import Cell
+    from harness.config.matrix import Cell
+    from harness.library import LibraryDownloader
 
     assert isinstance(dl, LibraryDownloader)
     rel = dl.get_release(tag)

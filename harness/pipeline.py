@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import assets, report
 from harness.abi import Api
-from harness.api import LibraryDownloader
+from harness.config.matrix import Cell
 from harness.errors import HarnessError
-from harness.load import find_libdir
-from harness.matrix import Cell
+from harness.library import LibraryDownloader
+from harness.load.loader import find_libdir
 from harness.provision import CellResult
+from harness.report import model as report
+from harness.sources import assets
 from harness.static import check_tree
 from harness.suites.conformance import NAMES
 
@@ -105,8 +106,7 @@ def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[s
     """What every release must produce, from an independent NumPy forward pass (tiny model)."""
     if not tiny:
         return {}
-    from harness import reference
-
+    from harness.suites.fixtures import reference
     ids = reference.tokenize(model, prompt)
     first = reference.forward(model, ids)[-1]
     return {
@@ -140,9 +140,9 @@ def _base_row(res: CellResult) -> dict[str, Any]:
 
 
 def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str, Any]:
-    from harness import manifest as manifests
-    from harness import model as models
-    from harness.prepare import release_api
+    from harness.abi import manifest as manifests
+    from harness.abi.release import release_api
+    from harness.suites.fixtures import model as models
 
     host = assets.host_platform()
     model_path = models.ensure_model(dl.cache.root, opts.model)  # a bad `model:` fails first
@@ -228,7 +228,7 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     if "bench" in opts.suites:
         _bench(dl, results, rows, specs, opts)
     rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
-    from harness.compare import compare
+    from harness.report.compare import compare
 
     rep["comparison"] = compare(rep, opts.baseline)
     return rep
@@ -243,7 +243,7 @@ def _bench(
 ) -> None:
     """Throughput, one cell at a time (timings taken in parallel would mean nothing), on the
     cells that ran; GPU builds on a software device are not worth timing."""
-    from harness.prepare import headers_dir
+    from harness.abi.release import headers_dir
     from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
 
     presets = presets_for(dl.cache.root, list(opts.bench_presets))
@@ -274,7 +274,7 @@ def _cpu_variant_specs(
     specs: dict[str, dict[str, Any]], opts: Options
 ) -> dict[str, dict[str, Any]]:
     """One more run per ggml CPU backend variant this CPU supports, each forced in its child."""
-    from harness.cpuvariant import supported_variants
+    from harness.load.backends import supported_variants
 
     out: dict[str, dict[str, Any]] = {}
     for cid, spec in specs.items():
@@ -363,8 +363,7 @@ def _fold_static(row: dict[str, Any]) -> None:
 
 def _api_diffs(rows: list[dict[str, Any]], apis: dict[str, Api]) -> list[dict[str, Any]]:
     """Each release's llama.h against the previous release of the matrix."""
-    from harness import apidiff
-
+    from harness.abi import diff as apidiff
     builds = list(dict.fromkeys(r["build"] for r in rows if r.get("build") in apis))
     out = []
     for old, new in itertools.pairwise(builds):
@@ -377,8 +376,7 @@ def _api_diffs(rows: list[dict[str, Any]], apis: dict[str, Api]) -> list[dict[st
 
 
 def _manifest(rows: list[dict[str, Any]], apis: dict[str, Api], wanted: Any, name: str) -> None:
-    from harness import manifest as manifests
-
+    from harness.abi import manifest as manifests
     verdicts = {b: manifests.check(wanted, api) for b, api in apis.items()}
     for r in rows:
         v = verdicts.get(r.get("build") or "")

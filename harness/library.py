@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 import requests
 
-from harness import assets, http
-from harness.cache import Cache
+from harness.cache.store import Cache
+from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, ConfigError, HarnessError, SourceError
-from harness.matrix import Cell
 from harness.progress import Bars
 from harness.provision import CellResult, Provisioner, pick
+from harness.sources import assets, http
 from harness.sources.base import Asset, Release, Source, Want
 from harness.sources.github import DEFAULT_API, GitHubSource
 from harness.sources.mirror import MirrorSource

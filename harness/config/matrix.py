@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from harness import yamlfile
+from harness.config import yamlfile
 from harness.errors import ConfigError
 
 OSES = ("linux", "macos", "windows", "android")

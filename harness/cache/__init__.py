@@ -1,0 +1,1 @@
+"""The cache: lock-protected, verified, atomically written; safe extraction; digests."""

@@ -1,0 +1,1 @@
+"""Configuration: matrix.yaml (releases × platforms × variants → cells) and the YAML reader."""

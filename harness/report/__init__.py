@@ -1,0 +1,1 @@
+"""The report: report.json contract, verdicts, comparisons, Markdown, HTML and JUnit."""

@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -270,7 +272,7 @@ def _downloader(
         repo=args.repo or (m.repo if m else DEFAULT_REPO),
         jobs=args.jobs or 8,
         verify=verify or (m.verify if m else "if-available"),
-        progress=progress.wanted(args.json, args.quiet),
+        progress=progress.mode_for(args.json, args.quiet),
         sources=args.source or (m.sources if m else ("github",)),
         mirror=args.mirror or (m.mirror if m else None),
     )
@@ -637,9 +639,16 @@ def _logging(verbose: int, quiet: bool) -> None:
     root.propagate = False
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (a CI job cancelled, `kill`) stops like Ctrl-C: cleanly, at once, exit 130."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _logging(args.verbose or 0, bool(args.quiet))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return COMMANDS[args.command](args)
     except HarnessError as err:
@@ -656,6 +665,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ import requests
 from harness.cache.store import Cache
 from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, ConfigError, HarnessError, SourceError
-from harness.progress import Bars
+from harness.progress import Reporter
 from harness.provision import CellResult, Provisioner, pick
 from harness.sources import assets, http
 from harness.sources.base import Asset, Release, Source, Want
@@ -48,7 +48,7 @@ class LibraryDownloader:
         token: str | None = None,
         jobs: int = 8,
         verify: str = "if-available",
-        progress: bool = False,
+        progress: bool | str = False,  # or a mode of harness.progress: bars, lines, off
         sources: Sequence[str] = ("github",),
         mirror: str | None = None,
     ) -> None:
@@ -60,8 +60,9 @@ class LibraryDownloader:
         self.downloads = http.download_session(pool=jobs)
         self._sources: dict[str, Source] = {}
         self.sources = [self.source_named(name) for name in dict.fromkeys(sources)]
+        self.progress = Reporter(progress)  # stages of `run` report through it too
         self.provisioner = Provisioner(
-            self.cache, self.sources, jobs=jobs, policy=verify, bars=Bars(progress)
+            self.cache, self.sources, jobs=jobs, policy=verify, bars=self.progress
         )
 
     def source_named(self, name: str) -> Source:

@@ -3,24 +3,43 @@
 `sources: [github, npm]` is a fallback chain tried per release: a source error (unreachable,
 rate limited, release or asset missing) moves on to the next source; an integrity error never
 does. A source that could not be reached at all is not asked again in the same run.
+
+The schedule (measured in benchmarks/test_bench_download.py): every release is resolved at once,
+cached cells are answered before any thread starts, and the rest start largest first (the
+biggest asset bounds the wall time, so it must not start last). `jobs` is the number of
+transfers in flight; extraction runs on extra threads outside those slots, so it overlaps the
+next transfers instead of holding a connection idle.
+
+Ctrl-C or SIGTERM (a KeyboardInterrupt in the main thread) cancels: queued work is dropped, open
+transfers are cut (their sockets shut), each worker removes its temp file and releases its lock
+on the way out, and the interrupt is re-raised within CANCEL_WAIT_S. Workers are daemon threads,
+so one stuck elsewhere (another process's lock) cannot hold the exit.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.cache.store import Cache, Stored
 from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, HarnessError, ReleaseNotFound, SourceError
-from harness.progress import Bars
+from harness.progress import Reporter
 from harness.sources.assets import companions_for
-from harness.sources.base import Asset, Release, Source, Want
+from harness.sources.base import Asset, Fetcher, Release, Source, Want
+from harness.sources.stream import CANCEL, Cancel, Cancelled
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+CANCEL_WAIT_S = 2.0  # how long an interrupt waits for workers to clean up
+EXTRACT_THREADS = 2  # threads beyond `jobs`: extracting while the next transfers run
 
 
 @dataclass
@@ -97,6 +116,93 @@ def _unreachable(err: HarnessError) -> bool:
     return isinstance(err, SourceError) and not isinstance(err, (ReleaseNotFound, AssetNotFound))
 
 
+def run_all(
+    fn: Callable[[T], R], items: Sequence[T], threads: int, cancel: Cancel
+) -> list[R | BaseException]:
+    """`fn` over `items` on daemon threads, taken in order; each result or the exception raised.
+
+    An exception in the calling thread (KeyboardInterrupt) cancels: nothing queued starts, the
+    running calls see `cancel` (their transfers are cut), and it is re-raised once they have
+    returned or CANCEL_WAIT_S has passed."""
+    results: list[R | BaseException] = [Cancelled("not started")] * len(items)
+    if not items:
+        return results
+    cond = threading.Condition()
+    state = {"next": 0, "left": len(items), "active": 0}
+
+    def work() -> None:
+        CANCEL.set(cancel)
+        while True:
+            with cond:
+                i = state["next"]
+                if i >= len(items) or cancel.is_set:
+                    return
+                state["next"] += 1
+                state["active"] += 1
+            try:
+                results[i] = fn(items[i])
+            except BaseException as err:  # handed to the caller
+                results[i] = err
+            with cond:
+                state["active"] -= 1
+                state["left"] -= 1
+                cond.notify_all()
+
+    for n in range(min(threads, len(items))):
+        threading.Thread(target=work, name=f"llama-harness-{n}", daemon=True).start()
+    try:
+        with cond:
+            while state["left"] and not (cancel.is_set and not state["active"]):
+                cond.wait()
+    except BaseException:
+        cancel.set()
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        with cond:
+            while state["active"] and (left := deadline - time.monotonic()) > 0:
+                cond.wait(left)
+        raise
+    return results
+
+
+class _Slots:
+    """`n` transfer slots, granted in the order they were asked for (largest asset first),
+    given up at once when the run is cancelled."""
+
+    def __init__(self, n: int, cancel: Cancel) -> None:
+        self._free = n
+        self._cancel = cancel
+        self._cond = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+
+    def wrap(self, fetch: Fetcher) -> Fetcher:
+        def get(out: Any, algo: str) -> tuple[int, str]:
+            self._acquire()
+            try:
+                return fetch(out, algo)
+            finally:
+                self._release()
+
+        return get
+
+    def _acquire(self) -> None:
+        me = object()
+        with self._cond:
+            self._queue.append(me)
+            try:
+                while not (self._free and self._queue[0] is me):
+                    self._cancel.check()
+                    self._cond.wait(0.1)
+            finally:
+                self._queue.remove(me)
+                self._cond.notify_all()
+            self._free -= 1
+
+    def _release(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
 class Provisioner:
     def __init__(
         self,
@@ -105,7 +211,7 @@ class Provisioner:
         *,
         jobs: int = 8,
         policy: str = "if-available",
-        bars: Bars | None = None,
+        bars: Reporter | None = None,
     ) -> None:
         if not sources:
             raise ValueError("at least one source")
@@ -113,9 +219,14 @@ class Provisioner:
         self.sources = list(sources)
         self.jobs = max(1, jobs)
         self.policy = policy
-        self.bars = bars or Bars(False)
+        self.progress = bars or Reporter("off")
         self._releases: dict[tuple[str, str], Release | HarnessError] = {}
         self._down: dict[str, HarnessError] = {}
+        self._slots: _Slots | None = None
+
+    @property
+    def bars(self) -> Reporter:  # the old name
+        return self.progress
 
     @staticmethod
     def want(rel: Release, asset: Asset) -> Want:
@@ -131,18 +242,37 @@ class Provisioner:
                 self._releases[key] = source.get_release(tag)
             except HarnessError as err:
                 self._releases[key] = err
-                if _unreachable(err):
+                # releases are asked for concurrently: the first to find a source down says so
+                if _unreachable(err) and self._down.setdefault(source.name, err) is err:
                     log.warning("source %s: %s", source.name, err)
-                    self._down[source.name] = err
         return self._releases[key]
+
+    def _resolve(self, pairs: Iterable[tuple[Source, str]], cancel: Cancel) -> None:
+        """Every release this round needs, all at once (each is one or two API round trips)."""
+        todo = [
+            (s, t) for s, t in dict.fromkeys(pairs, None) if (s.name, t) not in self._releases
+        ]
+        if len(todo) < 2:
+            return  # one is asked for by _plan, in this thread
+        # shown only when it takes a while: kept answers come from disk in milliseconds
+        with self.progress.stage("resolve", len(todo), after=1.0) as st:
+
+            def one(pair: tuple[Source, str]) -> None:
+                self.release(*pair)
+                st.advance(pair[1])
+
+            run_all(one, todo, self.jobs, cancel)
 
     def fetch_one(self, source: Source, want: Want) -> Stored:
         hit = self.cache.lookup(want)
         if hit:
             return hit
         want = source.prepare(want)
-        with self.bars.download(want.name, want.size) as advance:
-            return self.cache.ensure(want, source.fetcher(want, advance), self.policy)
+        with self.progress.transfer(want.name, want.size) as advance:
+            fetch = source.fetcher(want, advance)
+            if self._slots is not None:
+                fetch = self._slots.wrap(fetch)
+            return self.cache.ensure(want, fetch, self.policy)
 
     def _plan(self, res: CellResult, start: int) -> tuple[int, Source, Want, list[Want]] | None:
         """The first source from `start` on that has the cell; the error otherwise."""
@@ -165,25 +295,49 @@ class Provisioner:
     def run(self, cells: Sequence[Cell]) -> list[CellResult]:
         results = [CellResult(cell) for cell in cells]
         pending = [(r, 0) for r in results]
-        with self.bars:
+        cancel = Cancel()
+        with self.progress:
             while pending:
+                self._resolve(((self.sources[i], r.cell.release) for r, i in pending), cancel)
                 plans = []
                 for res, start in pending:
                     plan = self._plan(res, start)
                     if plan:
                         plans.append((res, *plan))
-                pending = self._download(plans)
+                pending = self._download(plans, cancel)
         return results
 
-    def _download(self, plans: list[Any]) -> list[tuple[CellResult, int]]:
+    def _download(self, plans: list[Any], cancel: Cancel) -> list[tuple[CellResult, int]]:
         """Fetch every planned asset once; cells whose source failed go on to the next one."""
+        done: dict[tuple[str, str, str], Stored | BaseException] = {}
         jobs: dict[tuple[str, str, str], tuple[Source, Want]] = {}
         for _res, _i, source, main, extra in plans:
             for w in (main, *extra):
-                jobs.setdefault((source.name, w.build, w.name), (source, w))
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = {k: pool.submit(self._safe_fetch, s, w) for k, (s, w) in jobs.items()}
-            done = {k: f.result() for k, f in futures.items()}
+                key = (source.name, w.build, w.name)
+                if key in done or key in jobs:
+                    continue
+                hit = self.cache.lookup(w)  # warm: answered here, no thread, no request
+                if hit:
+                    done[key] = hit
+                else:
+                    jobs[key] = (source, w)
+        order = sorted(jobs, key=lambda k: -(jobs[k][1].size or 0))  # largest first
+        sizes = [jobs[k][1].size for k in order]
+        self.progress.expect(len(order), None if None in sizes else sum(s or 0 for s in sizes))
+        self._slots = _Slots(self.jobs, cancel)
+        try:
+            got_all = run_all(
+                lambda k: self._safe_fetch(*jobs[k]),
+                order,
+                self.jobs + EXTRACT_THREADS,
+                cancel,
+            )
+        finally:
+            self._slots = None
+        for k, g in zip(order, got_all, strict=True):
+            if not isinstance(g, (Stored, HarnessError)):
+                raise g  # a bug, or Cancelled: not a per-cell outcome
+            done[k] = g
         retry = []
         for res, i, source, main, extra in plans:
             got = [done[(source.name, w.build, w.name)] for w in (main, *extra)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -149,8 +150,16 @@ def spawn(args: list[str], env: dict[str, str] | None = None, **kw) -> subproces
     )
 
 
+# `llama-harness: download 3/15 …`: the progress lines a log (no terminal) gets; not errors
+PROGRESS_LINE = re.compile(r"^llama-harness: [a-z-]+ [0-9]+/([0-9]+|\?)( |$)")
+
+
+def without_progress(err: str) -> str:
+    return "".join(ln for ln in err.splitlines(True) if not PROGRESS_LINE.match(ln))
+
+
 def one_error_line(err: str) -> str:
-    lines = [x for x in err.splitlines() if x.strip()]
+    lines = [x for x in without_progress(err).splitlines() if x.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err
     assert lines[0].startswith("llama-harness: error: ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -62,8 +63,9 @@ def test_bars_on_a_terminal(gh: FakeGitHub, tmp_path: Path) -> None:
         ]
     )
     assert code == 0, err
-    assert "total" in err and TGZ[:30] in err
-    assert "MB" in err or "kB" in err
+    assert "download 1/1" in err and TGZ[:30] in err  # the count, then the file's own bar
+    assert "/400.4 kB" in err  # bytes of a known size: never "0/?" or "/0"
+    assert "━" in err  # a bar, drawn by rich
 
 
 def test_no_bars_with_json_even_on_a_terminal(gh: FakeGitHub, tmp_path: Path) -> None:
@@ -85,10 +87,17 @@ def test_no_bars_with_json_even_on_a_terminal(gh: FakeGitHub, tmp_path: Path) ->
         ]
     )
     assert code == 0, err
-    assert "total" not in err and "kB" not in err
+    assert "━" not in err and "\x1b[" not in err  # no bar, no cursor movement: plain lines
+    assert "llama-harness: download 1/1 " + TGZ in err
 
 
 def test_no_bars_when_piped(harness, gh: FakeGitHub) -> None:
     r = harness("download", NEW, "--os", "linux", "--variant", "cpu")
     assert r.code == 0
-    assert "total" not in r.err and r.err == ""
+    # a CI log: one line per finished transfer, with its count, size and time; no bar
+    lines = r.err.splitlines()
+    assert len(lines) == 1 and "━" not in r.err
+    assert re.fullmatch(rf"llama-harness: download 1/1 {TGZ} [0-9]+ bytes in [0-9.]+ s", lines[0])
+    again = harness("download", NEW, "--os", "linux", "--variant", "cpu")
+    assert again.code == 0 and again.err == ""  # warm: nothing to report
+

@@ -9,11 +9,13 @@ socket reads instead of adding to them (hashlib and file writes release the GIL)
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import queue
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +34,61 @@ RESUMES = 5
 Progress = Callable[[int], None]
 
 
+class Cancelled(Exception):
+    """The transfer was stopped on purpose (Ctrl-C, SIGTERM): no retry, no resume."""
+
+
+class Cancel:
+    """Stops every transfer watched by it, at once, from any thread.
+
+    Checking a flag per chunk is not enough: a stalled server leaves the reading thread blocked
+    in recv() for the whole read timeout. `set()` also shuts each open response's socket, which
+    wakes that recv() at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[requests.Response] = set()
+
+    @property
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            for resp in self._open:
+                _shut(resp)
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("interrupted")
+
+    @contextlib.contextmanager
+    def watching(self, resp: requests.Response) -> Iterator[None]:
+        with self._lock:
+            self._open.add(resp)
+        try:
+            if self._event.is_set():
+                _shut(resp)
+            yield
+        finally:
+            with self._lock:
+                self._open.discard(resp)
+
+
+# The Cancel of the provisioning run this thread works for (set per worker by provision.py).
+CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("cancel", default=None)
+
+
+def _shut(resp: requests.Response) -> None:
+    conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def http_fetcher(session: requests.Session, want: Want, progress: Progress | None) -> Fetcher:
     def get(out: BinaryIO, algo: str) -> tuple[int, str]:
         return stream(
@@ -47,9 +104,11 @@ def copy_file(
     """A local file (a mirror folder, npm's packed tarball) through the same hash-and-write path."""
     h = hashlib.new(algo)
     n = 0
+    cancel = CANCEL.get() or Cancel()
     try:
         with src.open("rb") as f:
             while chunk := f.read(CHUNK):
+                cancel.check()
                 out.write(chunk)
                 h.update(chunk)
                 n += len(chunk)
@@ -143,10 +202,12 @@ def _download(
     progress: Progress | None,
 ) -> int:
     written = 0
+    cancel = CANCEL.get() or Cancel()
     for attempt in range(RESUMES + 1):
+        cancel.check()
         headers = {"Range": f"bytes={written}-"} if written else {}
         try:
-            with session.get(url, headers=headers, stream=True) as resp:
+            with session.get(url, headers=headers, stream=True) as resp, cancel.watching(resp):
                 if resp.status_code == 404:
                     raise AssetNotFound(f"{name}: not found at the source (HTTP 404)")
                 if resp.status_code == 416 and written and written == expected_size:
@@ -163,6 +224,7 @@ def _download(
                 # read1: whatever has arrived (up to CHUNK), so progress and resume points
                 # follow the network, not the chunk size.
                 while chunk := resp.raw.read1(CHUNK, decode_content=False):
+                    cancel.check()
                     if expected_size and written + len(chunk) > expected_size:
                         raise IntegrityError(
                             f"{name}: the server sent more than the published {expected_size} bytes"
@@ -177,6 +239,7 @@ def _download(
             requests.Timeout,
             Urllib3Error,
         ) as err:
+            cancel.check()  # a socket shut by Cancel.set() reads as a cut connection
             if attempt == RESUMES:
                 raise SourceError(
                     f"{name}: download failed after {RESUMES} resumes: {type(err).__name__}"
@@ -184,6 +247,7 @@ def _download(
             log.info("%s: connection cut after %d bytes; resuming", name, written)
             continue
         except requests.RequestException as err:  # redirect loops, bad URLs: not worth a retry
+            cancel.check()
             raise SourceError(f"{name}: download failed: {type(err).__name__}") from err
         if expected_size and written < expected_size:
             if attempt == RESUMES:

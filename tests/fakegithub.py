@@ -49,6 +49,7 @@ class Faults:
     missing: set[str] = field(default_factory=set)  # asset host answers 404
     extra_bytes: dict[str, int] = field(default_factory=dict)  # serve more than the API's size
     release_body: Any = None  # replace every API body with this (a malformed answer)
+    stall: dict[str, int] = field(default_factory=dict)  # asset → bytes sent, then silence
 
 
 class FakeGitHub:
@@ -370,6 +371,11 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
+                return
+            if name in f.stall:  # headers and a few bytes, then a server that never answers
+                self.wfile.write(data[: f.stall[name]])
+                self.wfile.flush()
+                time.sleep(120)
                 return
             self._write(data, f.throttle_bps)
 

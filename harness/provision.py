@@ -284,13 +284,34 @@ class Provisioner:
                 continue
             try:
                 asset, companions = pick(rel, res.cell)
-            except HarnessError as err:
+            except AssetNotFound as err:
                 res.error = err
-                continue
+                fresh = self._asked_again(source, rel)
+                if fresh is None:
+                    continue
+                rel = fresh
+                try:
+                    asset, companions = pick(rel, res.cell)
+                except HarnessError as err2:
+                    res.error = err2
+                    continue
             res.build, res.source, res.asset, res.error = rel.build, rel.source, asset.name, None
             res.rel = rel
             return i, source, self.want(rel, asset), [self.want(rel, c) for c in companions]
         return None
+
+    def _asked_again(self, source: Source, rel: Release) -> Release | None:
+        """A release answered from disk (never asked again: see sources/github.py) that lacks a
+        cell's asset may have been kept while still being uploaded: ask once more."""
+        refresh = getattr(source, "refresh_release", None)  # only sources that keep answers
+        if not rel.extra.get("kept") or refresh is None:
+            return None
+        try:
+            fresh: Release = refresh(rel.tag)
+        except HarnessError:
+            return None
+        self._releases[(source.name, rel.tag)] = fresh
+        return fresh
 
     def run(self, cells: Sequence[Cell]) -> list[CellResult]:
         results = [CellResult(cell) for cell in cells]

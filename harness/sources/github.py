@@ -3,10 +3,16 @@
 Every API response is kept on disk with its ETag; the next request sends `If-None-Match`, and a 304
 costs nothing against the rate limit. When the API cannot be reached at all, the last good answer is
 used (with a warning) so a warm cache keeps working offline.
+
+A `b<N>` release is asked for once: its kept answer is used without any request (without a token
+GitHub counts even a 304 against the 60/hour limit, and a pinned build does not change). Should a
+cell's asset be missing from a kept answer (fetched while CI was still uploading), the provisioner
+asks again once (`refresh_release`). `latest` and `v*` are asked every time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 BUILD_TAG = re.compile(r"^b[0-9]+$")
 _BUILD_IN_TEXT = re.compile(r"\bb[0-9]+\b")
 NIGHTLY_TAG_ASSET = "nightly-tag.txt"
+KEPT = "kept"  # Release.extra key: answered from disk, no request made
 DEFAULT_API = "https://api.github.com"
 
 
@@ -143,6 +150,15 @@ class GitHubSource:
                     raise ReleaseNotFound(f"no releases in {self.repo} at {self.api_url}")
                 return self._with_binaries(newest[0])
             return self._with_binaries(self._release(got[0]))
+        url = f"{self.api_url}/repos/{self.repo}/releases/tags/{quote(tag, safe='')}"
+        kept = _read_json(self._cache_file(url)) if BUILD_TAG.match(tag) else None
+        if kept and isinstance(kept.get("body"), dict) and kept["body"].get("tag_name") == tag:
+            rel = self._with_binaries(self._release(kept["body"]))
+            return dataclasses.replace(rel, extra={**rel.extra, KEPT: "yes"})
+        return self.refresh_release(tag)
+
+    def refresh_release(self, tag: str) -> Release:
+        """Ask the API again, even for a kept `b<N>` answer."""
         got = self._get(f"{self.api_url}/repos/{self.repo}/releases/tags/{quote(tag, safe='')}")
         if got is None or (isinstance(got[0], dict) and got[0].get("draft")):
             raise ReleaseNotFound(f"release {tag!r} not found in {self.repo} (at {self.api_url})")

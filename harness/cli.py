@@ -24,7 +24,6 @@ from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, Sour
 from harness.library import DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
 from harness.sources import assets
-from harness.sources.npm import NpmSource
 
 log = logging.getLogger("harness")
 
@@ -589,6 +588,8 @@ def cmd_api_check(args: argparse.Namespace) -> int:
 
 def cmd_npm_index(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
+    from harness.sources.npm import NpmSource  # lazy: only this command needs it by name
+
     npm = dl.source_named("npm")
     assert isinstance(npm, NpmSource)
     tags = npm.refresh() if args.refresh else npm.known()

@@ -9,25 +9,28 @@ print(result.stored.path)
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-import requests
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.cache.store import Cache
 from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, ConfigError, HarnessError, SourceError
 from harness.progress import Reporter
 from harness.provision import CellResult, Provisioner, pick
-from harness.sources import assets, http
+from harness.sources import assets
 from harness.sources.base import Asset, Release, Source, Want
 from harness.sources.github import DEFAULT_API, GitHubSource
-from harness.sources.mirror import MirrorSource
-from harness.sources.npm import NpmSource
+
+if TYPE_CHECKING:
+    import requests
+
+# requests (via sources.http), the mirror and npm sources are imported when first used: a warm
+# `download` of pinned releases makes no request and should not pay ~50 ms to import them.
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,8 +59,8 @@ class LibraryDownloader:
         self.api_url = api_url or os.environ.get(ENV_API_URL) or DEFAULT_API
         self.repo = repo
         self.mirror = mirror or os.environ.get(ENV_MIRROR) or None
-        self._token = token or http.token_from_env()
-        self.downloads = http.download_session(pool=jobs)
+        self._token = token
+        self._jobs = jobs
         self._sources: dict[str, Source] = {}
         self.sources = [self.source_named(name) for name in dict.fromkeys(sources)]
         self.progress = Reporter(progress)  # stages of `run` report through it too
@@ -65,13 +68,26 @@ class LibraryDownloader:
             self.cache, self.sources, jobs=jobs, policy=verify, bars=self.progress
         )
 
+    @functools.cached_property
+    def downloads(self) -> requests.Session:
+        from harness.sources import http  # lazy: see the imports
+
+        return http.download_session(pool=self._jobs)
+
     def source_named(self, name: str) -> Source:
         if name not in self._sources:
             if name == "github":
                 self._sources[name] = GitHubSource(
-                    self.cache.root, self.api_url, self.repo, self._token, self.downloads
+                    self.cache.root,
+                    self.api_url,
+                    self.repo,
+                    self._token,
+                    lambda: self.downloads,
+                    env_token=True,
                 )
             elif name == "npm":
+                from harness.sources.npm import NpmSource  # lazy: see the imports
+
                 self._sources[name] = NpmSource(self.cache.root)
             elif name == "mirror":
                 if not self.mirror:
@@ -79,6 +95,8 @@ class LibraryDownloader:
                         "the mirror source needs a location: `mirror:` in matrix.yaml, "
                         "--mirror or LLAMA_HARNESS_MIRROR"
                     )
+                from harness.sources.mirror import MirrorSource  # lazy: see the imports
+
                 self._sources[name] = MirrorSource(
                     self.cache.root, self.mirror, self.repo, self.downloads
                 )
@@ -150,6 +168,9 @@ class LibraryDownloader:
     def test_download(self) -> dict[str, Any]:
         """Is this machine's asset of the newest release reachable? Nothing is stored."""
 
+        from harness.sources.mirror import MirrorSource
+        from harness.sources.npm import NpmSource
+
         def attempt(source: Source) -> dict[str, Any]:
             rel = source.get_release("latest")
             asset = pick(rel, self._cell(rel.tag, None, None, None))[0]
@@ -175,6 +196,8 @@ class LibraryDownloader:
         return self._first(attempt)
 
     def _reachable(self, want: Want) -> None:
+        import requests
+
         try:
             with self.downloads.get(want.url, headers={"Range": "bytes=0-0"}, stream=True) as r:
                 status = r.status_code

@@ -32,7 +32,7 @@ from harness.errors import AssetNotFound, HarnessError, ReleaseNotFound, SourceE
 from harness.progress import Reporter
 from harness.sources.assets import companions_for
 from harness.sources.base import Asset, Fetcher, Release, Source, Want
-from harness.sources.stream import CANCEL, Cancel, Cancelled
+from harness.sources.cancel import CANCEL, Cancel, Cancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

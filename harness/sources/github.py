@@ -14,22 +14,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import requests
-from requests.utils import parse_header_links
 
 from harness.cache import atomic
 from harness.errors import RateLimited, ReleaseNotFound, SourceError
-from harness.sources import http
-from harness.sources import stream as fetch
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
+
+if TYPE_CHECKING:
+    import requests
+
+# requests, the sessions and the stream are imported when a request is about to be made: a warm
+# run answers from kept releases and makes none (~45 ms of start-up saved).
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,32 @@ class GitHubSource:
         api_url: str = DEFAULT_API,
         repo: str = "ggml-org/llama.cpp",
         token: str | None = None,
-        downloads: requests.Session | None = None,
+        downloads: requests.Session | Callable[[], requests.Session] | None = None,
+        *,
+        env_token: bool = False,
     ) -> None:
+        """`downloads`: the session for assets, or a function that makes it when first needed;
+        `env_token`: without `token`, take GITHUB_TOKEN/GH_TOKEN when the first request is made."""
         self.api_url = api_url.rstrip("/")
         self.repo = repo
-        self._api = http.api_session(self.api_url, token)
-        self._downloads = downloads or http.download_session()
+        self._token = token
+        self._env_token = env_token
+        self._given_downloads = downloads
         self._etags = cache_dir / "api"
+
+    @functools.cached_property
+    def _api(self) -> requests.Session:
+        from harness.sources import http  # lazy: see the imports
+
+        token = self._token or (http.token_from_env() if self._env_token else None)
+        return http.api_session(self.api_url, token)
+
+    @functools.cached_property
+    def _downloads(self) -> requests.Session:
+        from harness.sources import http  # lazy: see the imports
+
+        given = self._given_downloads
+        return (given() if callable(given) else given) or http.download_session()
 
     # -- API plumbing -------------------------------------------------------------------------
 
@@ -68,6 +90,8 @@ class GitHubSource:
         cache = self._cache_file(url)
         cached = _read_json(cache)
         headers = {"If-None-Match": cached["etag"]} if cached and cached.get("etag") else {}
+        import requests  # lazy: see the imports
+
         try:
             resp = self._api.get(url, headers=headers)
         except requests.RequestException as err:
@@ -223,6 +247,8 @@ class GitHubSource:
         return str(asset["browser_download_url"])
 
     def _read_small(self, url: str, what: str) -> str:
+        import requests  # lazy: see the imports
+
         try:
             resp = self._downloads.get(url)
             resp.raise_for_status()
@@ -239,6 +265,9 @@ class GitHubSource:
         """A file that is not a release asset (the source archive behind `tarball_url`). It lives
         on the API host, so it goes through the API session: the token applies, and requests
         drops it when the answer redirects elsewhere."""
+        from harness.sources import http
+        from harness.sources import stream as fetch
+
         session = self._api if http.origin(url) == http.origin(self.api_url) else self._downloads
         try:
             with target.open("wb") as out:
@@ -247,6 +276,8 @@ class GitHubSource:
             raise SourceError(f"{target}: cannot write: {err.strerror}") from err
 
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
+        from harness.sources import stream as fetch
+
         return fetch.http_fetcher(self._downloads, want, progress)
 
     def _nightly_build(self, tag: str, assets: tuple[Asset, ...]) -> str | None:
@@ -267,6 +298,8 @@ class GitHubSource:
 def _next_link(link: str | None) -> str | None:
     if not link:
         return None
+    from requests.utils import parse_header_links
+
     for item in parse_header_links(link):
         if item.get("rel") == "next":
             return item.get("url")

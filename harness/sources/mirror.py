@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-import requests
 
 from harness.errors import AssetNotFound, ConfigError, ReleaseNotFound, SourceError
 from harness.sources import stream as fetch
 from harness.sources.base import Fetcher, Progress, Release, Want
 from harness.sources.github import GitHubSource
+
+if TYPE_CHECKING:
+    import requests
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@=-]{0,200}")
 
@@ -38,7 +40,7 @@ class MirrorSource(GitHubSource):
         cache_dir: Path,
         location: str,
         repo: str = "ggml-org/llama.cpp",
-        downloads: requests.Session | None = None,
+        downloads: requests.Session | Callable[[], requests.Session] | None = None,
     ) -> None:
         if location.startswith("file://"):
             location = urlsplit(location).path

@@ -9,13 +9,11 @@ socket reads instead of adding to them (hashlib and file writes release the GIL)
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import logging
 import queue
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +22,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from harness.errors import AssetNotFound, IntegrityError, SourceError
 from harness.sources.base import Fetcher, Want
+from harness.sources.cancel import CANCEL, Cancel
 
 log = logging.getLogger(__name__)
 
@@ -32,61 +31,6 @@ QUEUE_CHUNKS = 8
 RESUMES = 5
 
 Progress = Callable[[int], None]
-
-
-class Cancelled(Exception):
-    """The transfer was stopped on purpose (Ctrl-C, SIGTERM): no retry, no resume."""
-
-
-class Cancel:
-    """Stops every transfer watched by it, at once, from any thread.
-
-    Checking a flag per chunk is not enough: a stalled server leaves the reading thread blocked
-    in recv() for the whole read timeout. `set()` also shuts each open response's socket, which
-    wakes that recv() at once."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[requests.Response] = set()
-
-    @property
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def set(self) -> None:
-        self._event.set()
-        with self._lock:
-            for resp in self._open:
-                _shut(resp)
-
-    def check(self) -> None:
-        if self._event.is_set():
-            raise Cancelled("interrupted")
-
-    @contextlib.contextmanager
-    def watching(self, resp: requests.Response) -> Iterator[None]:
-        with self._lock:
-            self._open.add(resp)
-        try:
-            if self._event.is_set():
-                _shut(resp)
-            yield
-        finally:
-            with self._lock:
-                self._open.discard(resp)
-
-
-# The Cancel of the provisioning run this thread works for (set per worker by provision.py).
-CANCEL: contextvars.ContextVar[Cancel | None] = contextvars.ContextVar("cancel", default=None)
-
-
-def _shut(resp: requests.Response) -> None:
-    conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def http_fetcher(session: requests.Session, want: Want, progress: Progress | None) -> Fetcher:

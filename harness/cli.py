@@ -592,7 +592,7 @@ def cmd_npm_index(args: argparse.Namespace) -> int:
 
     npm = dl.source_named("npm")
     assert isinstance(npm, NpmSource)
-    tags = npm.refresh() if args.refresh else npm.known()
+    tags = npm.refresh(dl.progress) if args.refresh else npm.known()
     rows = [
         {"version": v, "release": t} for v, t in sorted(tags.items(), key=lambda kv: _vkey(kv[0]))
     ]

@@ -5,30 +5,38 @@ names the llama.cpp release it was built from. We keep an index version → rele
 built from that metadata, filled on demand (a bisection over the versions, since releases only
 move forward) or all at once (`llama-harness npm-index --refresh`).
 
-Everything goes through the `npm` CLI (`npm view`, `npm pack`), so the user's registry, proxy and
-auth settings apply; no registry host is named here. Each package is checked against its
-registry `dist.integrity` (sha512) by our own cache, like every other asset.
+The user's npm settings decide where and how we ask (registry per scope, proxy, CA, `.npmrc`
+auth: see npmrc.py), but we talk to the registry ourselves: the index reads each probed tarball
+only up to its metadata file (~10 kB of ~10 MB) and stops; a package is downloaded once, straight
+into our cache (never into npm's too), verified against its registry `dist.integrity` (sha512)
+while it streams. Registry answers (packuments) are asked once per run; what the index learnt
+(versions, releases, platforms, integrity, sizes) is kept, so a warm run asks nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import re
 import shutil
 import subprocess
-import tarfile
-import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import filelock
 
 from harness.cache import hashes
 from harness.errors import AssetNotFound, ReleaseNotFound, SourceError
-from harness.sources import stream as fetch
 from harness.sources.assets import AssetMatch, default_variant
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
+from harness.sources.npmregistry import PARALLEL, Registry
+
+if TYPE_CHECKING:
+    from harness.progress import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,8 @@ class NpmSource:
         self.npm = npm or shutil.which("npm") or "npm"
         self._index: dict[str, Any] | None = None
         self._alternates: dict[str, list[str]] = {}  # spec → older specs of the same release
+        self.registry = Registry(self.npm)
+        self._lock = threading.RLock()  # one resolution at a time (the index is one dict)
 
     # -- the npm CLI ---------------------------------------------------------------------------
 
@@ -136,6 +146,7 @@ class NpmSource:
                 "tags": data.get("tags", {}),
                 "platforms": data.get("platforms", {}),
                 "integrity": data.get("integrity", {}),
+                "sizes": data.get("sizes", {}),
             }
         return self._index
 
@@ -149,7 +160,7 @@ class NpmSource:
                 theirs = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 theirs = {}
-            for key in ("tags", "platforms", "integrity"):
+            for key in ("tags", "platforms", "integrity", "sizes"):
                 mine[key] = {**theirs.get(key, {}), **mine[key]}
             if len(theirs.get("versions", [])) > len(mine["versions"]):
                 mine["versions"] = theirs["versions"]
@@ -161,8 +172,7 @@ class NpmSource:
         index = self._load()
         if refresh or not index["versions"]:
             # the platform packages start at 3.x; the main package has older versions too
-            got = self._view(f"{SCOPE}/{PROBE_PLATFORM}", "versions")
-            got = [got] if isinstance(got, str) else (got or [])
+            got = list(self.registry.packument(f"{SCOPE}/{PROBE_PLATFORM}")["versions"])
             index["versions"] = sorted((v for v in got if _STABLE.match(v)), key=_version_key)
             self._save()
         return list(index["versions"])
@@ -175,33 +185,34 @@ class NpmSource:
         return str(index["tags"][version])
 
     def _probe(self, version: str) -> str:
-        """Read the release a version carries from its own package metadata."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.folder, prefix=".probe-") as tmp:
-            tgz = self.pack(f"{SCOPE}/{PROBE_PLATFORM}@{version}", Path(tmp))
-            try:
-                with tarfile.open(tgz, "r:gz") as tar:
-                    for member in tar:
-                        if member.isfile() and member.name.endswith("/" + METADATA):
-                            f = tar.extractfile(member)
-                            meta = json.loads(f.read(65536)) if f else {}
-                            break
-                    else:
-                        raise SourceError(f"{MAIN} {version}: no {METADATA} in its package")
-            except (tarfile.TarError, OSError, ValueError) as err:
-                raise SourceError(f"{MAIN} {version}: unreadable package ({err})") from err
+        """Read the release a version carries from its own package metadata (the tarball is
+        read only up to that file, ~10 kB of ~10 MB)."""
+        spec = f"{SCOPE}/{PROBE_PLATFORM}@{version}"
+        raw = self.registry.read_member(spec, "/" + METADATA)
+        if raw is None:
+            raise SourceError(f"{MAIN} {version}: no {METADATA} in its package")
         try:
-            return str(meta["buildOptions"]["llamaCpp"]["release"])
-        except (KeyError, TypeError) as err:
+            return str(json.loads(raw)["buildOptions"]["llamaCpp"]["release"])
+        except (ValueError, KeyError, TypeError) as err:
             raise SourceError(f"{MAIN} {version}: {METADATA} names no llama.cpp release") from err
 
     def known(self) -> dict[str, str]:
         return dict(self._load()["tags"])
 
-    def refresh(self) -> dict[str, str]:
-        """Learn every version's release (the `npm-index --refresh` command)."""
-        for v in self.versions(refresh=True):
-            self.tag_of(v)
+    def refresh(self, progress: Reporter | None = None) -> dict[str, str]:
+        """Learn every version's release (the `npm-index --refresh` command): the versions not
+        yet known are probed PARALLEL at a time, each reading ~10 kB of its package."""
+        versions = self.versions(refresh=True)
+        tags = self._load()["tags"]
+        todo = [v for v in versions if v not in tags]
+        if todo:
+            stage = progress.stage("npm-index", len(todo)) if progress else None
+            with stage or contextlib.nullcontext(), ThreadPoolExecutor(PARALLEL) as pool:
+                for v, tag in zip(todo, pool.map(self._probe, todo), strict=True):
+                    tags[v] = tag
+                    if stage:
+                        stage.advance(f"{v} → {tag}")
+            self._save()
         return dict(self._load()["tags"])
 
     def version_for(self, tag: str) -> str:
@@ -269,7 +280,8 @@ class NpmSource:
     def _platforms(self, version: str) -> list[str]:
         index = self._load()
         if version not in index["platforms"]:
-            deps = self._view(f"{MAIN}@{version}", "optionalDependencies") or {}
+            info = self.registry.packument(MAIN)["versions"].get(version) or {}
+            deps = info.get("optionalDependencies") or {}
             index["platforms"][version] = sorted(
                 p.split("/", 1)[1] for p in deps if p.startswith(f"{SCOPE}/")
             )
@@ -277,6 +289,37 @@ class NpmSource:
         return list(index["platforms"][version])
 
     def get_release(self, tag: str) -> Release:
+        with self._lock:  # releases are resolved concurrently; the index is one dict
+            rel = self._get_release(tag)
+        return self._sized(rel)
+
+    def _learn(self, spec: str) -> None:
+        index = self._load()
+        with contextlib.suppress(SourceError):  # unpublished: the download says so, per cell
+            self._integrity(spec, save=False)
+        if spec not in index["sizes"] and index["integrity"].get(spec):
+            n = self.registry.size(spec)
+            if n is not None:
+                index["sizes"][spec] = n
+
+    def _sized(self, rel: Release) -> Release:
+        """Each package's size and integrity, for `assets` and for progress: learnt once (a HEAD
+        and the packument per package, PARALLEL at a time), then kept in the index."""
+        index = self._load()
+        specs = [a.url.removeprefix("npm:") for a in rel.assets]
+        if any(s not in index["sizes"] or s not in index["integrity"] for s in specs):
+            with ThreadPoolExecutor(PARALLEL) as pool:
+                list(pool.map(self._learn, specs))
+            self._save()
+        assets = tuple(
+            dataclasses.replace(
+                a, size=index["sizes"].get(spec) or 0, digest=index["integrity"].get(spec)
+            )
+            for a, spec in zip(rel.assets, specs, strict=True)
+        )
+        return dataclasses.replace(rel, assets=assets)
+
+    def _get_release(self, tag: str) -> Release:
         versions = self.versions_for(tag)
         version, build = versions[0], self.tag_of(versions[0])
         assets = []
@@ -339,36 +382,50 @@ class NpmSource:
             return Want(
                 want.build,
                 f"node-llama-cpp-{platform}-{version}.tgz",
-                want.size,
+                self._load()["sizes"].get(spec) or None,
                 digest,
                 f"npm:{spec}",
                 want.source,
             )
         raise AssetNotFound(f"npm has no package {first} ({MAIN} lists it; it was never published)")
 
-    def _integrity(self, spec: str) -> str:
+    def _integrity(self, spec: str, save: bool = True) -> str:
         index = self._load()
         if index["integrity"].get(spec, "") is None:
             raise AssetNotFound(f"npm has no package {spec}")
         if spec not in index["integrity"]:
             try:
-                sri = self._view(spec, "dist.integrity")
+                sri = self.registry.dist(spec).get("integrity")
             except AssetNotFound:
                 index["integrity"][spec] = None  # listed but never published: remembered
-                self._save()
+                if save:
+                    self._save()
                 raise
             if not isinstance(sri, str) or not sri.startswith("sha512-"):
                 raise SourceError(f"npm publishes no sha512 integrity for {spec}")
             index["integrity"][spec] = hashes.from_sri(sri)
-            self._save()
+            if save:
+                self._save()
         return str(index["integrity"][spec])
 
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
+        """Straight from the registry into our cache, hashed as it streams (no `npm pack`, so
+        npm's own cache never holds a second copy)."""
+        from harness.sources import stream as fetch  # lazy: a warm run makes no request
+
         spec = want.url.removeprefix("npm:")
 
         def get(out: Any, algo: str) -> tuple[int, str]:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=self.folder, prefix=".pack-") as tmp:
-                return fetch.copy_file(self.pack(spec, Path(tmp)), out, algo, progress)
+            url = self.registry.dist(spec)["tarball"]
+            return fetch.stream(
+                self.registry.session(),
+                url,
+                out,
+                algo,
+                name=want.name,
+                expected_size=want.size,
+                progress=progress,
+            )
 
         return get
+

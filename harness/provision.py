@@ -244,8 +244,16 @@ class Provisioner:
                 self._releases[key] = err
                 # releases are asked for concurrently: the first to find a source down says so
                 if _unreachable(err) and self._down.setdefault(source.name, err) is err:
-                    log.warning("source %s: %s", source.name, err)
+                    # said once, and only when another source takes over: otherwise the error
+                    # itself is the one line
+                    nxt = self._next(source)
+                    if nxt is not None:
+                        log.warning("source %s: %s; trying %s", source.name, err, nxt.name)
         return self._releases[key]
+
+    def _next(self, source: Source) -> Source | None:
+        i = self.sources.index(source)
+        return self.sources[i + 1] if i + 1 < len(self.sources) else None
 
     def _resolve(self, pairs: Iterable[tuple[Source, str]], cancel: Cancel) -> None:
         """Every release this round needs, all at once (each is one or two API round trips)."""

@@ -154,7 +154,8 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     expect: dict[str, Any] | None = None
     api_dir = opts.out / "abi"
     api_dir.mkdir(parents=True, exist_ok=True)
-    for res in results:
+    # progress (issue 12): one count per cell of headers → ABI → static checks
+    for res in dl.progress.each("prepare", results, lambda r: r.cell.id, after=2.0):
         row = rows[res.cell.id] = _base_row(res)
         if res.error:
             row["status"], row["reason"] = "error", str(res.error)
@@ -212,7 +213,10 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         }
     variant_runs = _cpu_variant_specs(specs, opts) if opts.cpu_variants else {}
     if specs and "conformance" in opts.suites:
-        _pytest({**specs, **variant_runs}, opts)
+        runs = {**specs, **variant_runs}
+        landing = [(opts.out / "cells" / f"{cid}.json", cid) for cid in runs]
+        with dl.progress.watching("conformance", landing):  # a count per cell as results land
+            _pytest(runs, opts)
     for cid, spec in specs.items():
         if "conformance" in opts.suites:
             _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)

@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
+T = TypeVar("T")
 MODES = ("bars", "lines", "off")
 POLL_S = 0.5
 
@@ -121,6 +122,25 @@ class Reporter:
     def stage(self, name: str, total: int | None = None, after: float = 0.0) -> Stage:
         """A counted phase; with `after`, shown only once it has run that many seconds."""
         return Stage(self, name, total, after)
+
+    def each(
+        self, name: str, items: Iterable[T], label: Callable[[T], str] = str, after: float = 0.0
+    ) -> Iterator[T]:
+        """`for x in reporter.each("prepare", xs, label):` counts each item as its loop body
+        finishes (a `continue` counts too): progress for a loop without re-indenting it."""
+        todo = list(items)
+        with self.stage(name, len(todo), after) as st:
+            for item in todo:
+                yield item
+                st.advance(label(item))
+
+    @contextmanager
+    def watching(self, name: str, paths: Iterable[tuple[Path, str]]) -> Iterator[Stage]:
+        """A stage whose items are files other processes write (one result per cell): counted
+        as they appear, while the body runs."""
+        todo = list(paths)
+        with self.stage(name, len(todo)) as st, st.watch(todo):
+            yield st
 
     # -- byte transfers ------------------------------------------------------------------------
 
@@ -240,10 +260,11 @@ class Stage:
         body runs: progress for work done in other processes, with no protocol between them."""
         pending = dict(paths)
         stop = threading.Event()
+        since = time.time() - 1  # a result left by an earlier run in the same folder is not one
 
         def poll() -> None:
             while pending and not stop.wait(POLL_S):
-                self._seen(pending)
+                self._seen(pending, since)
 
         t = threading.Thread(target=poll, name="llama-harness-watch", daemon=True)
         t.start()
@@ -252,11 +273,16 @@ class Stage:
         finally:
             stop.set()
             t.join()
-            self._seen(pending)
+            self._seen(pending, since)
 
-    def _seen(self, pending: dict[Path, str]) -> None:
-        for path in [p for p in pending if p.exists()]:
-            self.advance(pending.pop(path))
+    def _seen(self, pending: dict[Path, str], since: float) -> None:
+        for path in list(pending):
+            try:
+                fresh = path.stat().st_mtime >= since
+            except OSError:
+                continue
+            if fresh:
+                self.advance(pending.pop(path))
 
 
 def _amount_column() -> Any:

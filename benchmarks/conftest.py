@@ -6,6 +6,7 @@ same run, and printed at the end (and stored in the JSON's `extra_info`).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -21,6 +22,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     medians = {b.name: b.stats.median for b in session.benchmarks if b.stats}
     terminalreporter.section("llama-harness figures (medians, same run)")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    terminalreporter.write_line(f"load average now (1/5/15 min): {load} on {os.cpu_count()} CPUs")
     for label, num, den, goal in RATIOS:
         if num in medians and den is None:
             terminalreporter.write_line(f"{label}: {medians[num]:.3f}s  (goal {goal})")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.errors import DigestMismatch
+from harness.sources.npm import NpmSource
 from harness.sources.npmregistry import NpmConfig
 from tests.conftest import one_error_line
 from tests.fakenpm import FakeNpm
@@ -97,3 +99,18 @@ def test_credentials_only_for_their_registry_path() -> None:
     assert cfg.headers_for("https://reg.example/npm/@s%2fp") == {"Authorization": "Bearer t"}
     assert cfg.headers_for("https://reg.example/other/p") == {}
     assert cfg.headers_for("https://cdn.example/npm/p.tgz") == {}
+
+
+def test_pack_is_verified_and_skips_npms_cache(npm: FakeNpm, tmp_path: Path) -> None:
+    """What `run` uses for node-llama-cpp's header bundles: the registry's tarball, checked."""
+    src = NpmSource(tmp_path / "c")
+    got = src.pack("@node-llama-cpp/win-x64@3.2.0", tmp_path)
+    assert got.name == "node-llama-cpp-win-x64-3.2.0.tgz"
+    assert got.read_bytes() == npm.packages[("win-x64", "3.2.0")].data
+    assert not (tmp_path / "npm-cache" / "_cacache").exists()
+    # a tarball that does not match the integrity the registry published: refused, not kept
+    doc = src.registry.packument("@node-llama-cpp/win-x64")
+    doc["versions"]["3.1.0"]["dist"]["integrity"] = "sha512-" + "A" * 86 + "=="
+    with pytest.raises(DigestMismatch):
+        src.pack("@node-llama-cpp/win-x64@3.1.0", tmp_path)
+    assert not list(tmp_path.glob("*3.1.0.tgz"))

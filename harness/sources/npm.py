@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import shutil
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import filelock
 
 from harness.cache import hashes
-from harness.errors import AssetNotFound, ReleaseNotFound, SourceError
+from harness.errors import AssetNotFound, DigestMismatch, ReleaseNotFound, SourceError
 from harness.sources.assets import AssetMatch, default_variant
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 from harness.sources.npmregistry import PARALLEL, Registry
@@ -47,12 +46,6 @@ METADATA = "_nlcBuildMetadata.json"
 _OS = {"linux": "linux", "mac": "macos", "win": "windows", "android": "android"}
 _STABLE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 _BUILD = re.compile(r"^b([0-9]+)$")
-_NETWORK = re.compile(
-    r"ENOTFOUND|ECONNREFUSED|ETIMEDOUT|EAI_AGAIN|ECONNRESET|ENETUNREACH|"
-    r"EHOSTUNREACH|network|socket hang up",
-    re.IGNORECASE,
-)
-NPM_TIMEOUT_S = 600
 
 
 def platform_cell(platform: str) -> AssetMatch | None:
@@ -80,57 +73,23 @@ class NpmSource:
         self.registry = Registry(self.npm)
         self._lock = threading.RLock()  # one resolution at a time (the index is one dict)
 
-    # -- the npm CLI ---------------------------------------------------------------------------
-
-    def _run(self, *args: str, what: str) -> str:
-        try:
-            proc = subprocess.run(
-                [self.npm, *args],
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT_S,
-                check=False,
-            )
-        except FileNotFoundError as err:
-            raise SourceError("npm is not installed (the npm source needs the npm CLI)") from err
-        except subprocess.TimeoutExpired as err:
-            raise SourceError(f"npm timed out after {NPM_TIMEOUT_S} s ({what})") from err
-        if proc.returncode != 0:
-            err_text = proc.stderr.strip()
-            first = next(
-                (ln for ln in err_text.splitlines() if "ERR!" in ln and "code" not in ln),
-                err_text.splitlines()[0] if err_text else f"exit {proc.returncode}",
-            )
-            if any(code in err_text for code in ("E404", "ETARGET", "No match found")):
-                raise AssetNotFound(f"npm has no {what}")
-            if _NETWORK.search(err_text):
-                raise SourceError(f"npm registry unreachable ({what}): {first.strip()}")
-            raise SourceError(f"npm failed ({what}): {first.strip()}")
-        return proc.stdout
-
-    def _view(self, spec: str, field: str) -> Any:
-        out = self._run("view", spec, field, "--json", what=f"{spec} {field}").strip()
-        if not out:
-            return None
-        try:
-            return json.loads(out)
-        except ValueError as err:
-            raise SourceError(f"npm view {spec} {field} printed no JSON") from err
+    # -- packages ------------------------------------------------------------------------------
 
     def pack(self, spec: str, dest: Path) -> Path:
-        """`npm pack` into `dest`; the path of the tarball."""
-        out = self._run("pack", spec, "--pack-destination", str(dest), "--json", what=spec)
-        try:
-            name = json.loads(out)[0]["filename"]
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise SourceError(f"npm pack {spec} printed no file name") from err
-        # npm names scoped packages `scope-name-ver.tgz`; take the one file it wrote
-        path = dest / name.replace("@", "").replace("/", "-")
-        if not path.is_file():
-            found = list(dest.glob("*.tgz"))
-            if len(found) != 1:
-                raise SourceError(f"npm pack {spec} wrote no tarball")
-            path = found[0]
+        """A package's tarball into `dest` (named as `npm pack` names it), from the registry and
+        verified against its integrity; unlike `npm pack`, npm's own cache keeps no copy."""
+        from harness.sources import stream as fetch  # lazy: a warm run makes no request
+
+        dist = self.registry.dist(spec)
+        name, _, version = spec.rpartition("@")
+        path = dest / f"{name.removeprefix('@').replace('/', '-')}-{version}.tgz"
+        sri = dist.get("integrity")
+        algo = "sha512" if isinstance(sri, str) and sri.startswith("sha512-") else "sha256"
+        with path.open("wb") as out:
+            _, digest = fetch.stream(self.registry.session(), dist["tarball"], out, algo, name=spec)
+        if algo == "sha512" and not hashes.same(digest, hashes.from_sri(str(sri))):
+            path.unlink(missing_ok=True)
+            raise DigestMismatch(f"{spec}: the registry's tarball does not match its integrity")
         return path
 
     # -- the index: version → llama.cpp release ------------------------------------------------

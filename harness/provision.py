@@ -276,7 +276,7 @@ class Provisioner:
         if hit:
             return hit
         want = source.prepare(want)
-        with self.progress.transfer(want.name, want.size) as advance:
+        with self.progress, self.progress.transfer(want.name, want.size) as advance:
             fetch = source.fetcher(want, advance)
             if self._slots is not None:
                 fetch = self._slots.wrap(fetch)

@@ -257,9 +257,7 @@ class Provisioner:
 
     def _resolve(self, pairs: Iterable[tuple[Source, str]], cancel: Cancel) -> None:
         """Every release this round needs, all at once (each is one or two API round trips)."""
-        todo = [
-            (s, t) for s, t in dict.fromkeys(pairs, None) if (s.name, t) not in self._releases
-        ]
+        todo = [(s, t) for s, t in dict.fromkeys(pairs, None) if (s.name, t) not in self._releases]
         if len(todo) < 2:
             return  # one is asked for by _plan, in this thread
         # shown only when it takes a while: kept answers come from disk in milliseconds

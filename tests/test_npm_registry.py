@@ -56,9 +56,7 @@ def test_index_reads_only_the_front_of_each_package(npm: FakeNpm, tmp_path: Path
     assert "npm-index 4/4" in err  # progress, one line per version, in a log
 
 
-def test_download_once_verified_and_not_in_npms_cache(
-    npm: FakeNpm, tmp_path: Path, capsys
-) -> None:
+def test_download_once_verified_and_not_in_npms_cache(npm: FakeNpm, tmp_path: Path, capsys) -> None:
     cache = tmp_path / "c"
     args = ("download", "b5000", "--os", "linux", "--arch", "x64", "--variant", "cpu")
     code, out, err = _run(capsys, cache, "--json", *args)

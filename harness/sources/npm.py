@@ -387,4 +387,3 @@ class NpmSource:
             )
 
         return get
-

@@ -181,6 +181,16 @@ def test_warm_realistic_mix(benchmark, mix: Mix, tmp_path: Path) -> None:
     benchmark.extra_info["requests"] = mix.requests() - before
 
 
+@pytest.mark.parametrize("what", ["python -c pass", "import harness.cli"])
+def test_startup_floor(benchmark, what: str) -> None:
+    """What a warm run cannot go below: the interpreter, then our imports (the breakdown of
+    the warm figure; `python -X importtime -m harness …` names each module)."""
+    code = "pass" if what == "python -c pass" else "import harness.cli"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", code]
+    benchmark.pedantic(lambda: subprocess.run(cmd, env=env, check=True), rounds=10, iterations=1)
+
+
 RATIOS += [
     (
         "cold --jobs 8 ÷ ideal (max(total/(8×rate), largest/rate))",
@@ -207,6 +217,8 @@ RATIOS += [
         "<= 1.1",
     ),
     ("warm download, 15 cells, fresh process", "test_warm_realistic_mix", None, "<= 0.2 s"),
+    ("  of which the interpreter", "test_startup_floor[python -c pass]", None, ""),
+    ("  of which interpreter + imports", "test_startup_floor[import harness.cli]", None, ""),
 ]
 
 

@@ -142,6 +142,24 @@ class Reporter:
         with self.stage(name, len(todo)) as st, st.watch(todo):
             yield st
 
+    @contextmanager
+    def status(self, description: str) -> Iterator[Callable[[str], None]]:
+        """A line of text while something without a count runs (listing releases); yields a
+        function that replaces it (in a log: prints it)."""
+        if self.mode == "off":
+            yield lambda text: None
+            return
+        if self.mode == "lines":
+            yield self._line
+            return
+        with self._lock:
+            bars = self._bars()
+            task = bars.add_task(description, total=None, unit="items")
+        try:
+            yield lambda text: bars.update(task, description=text)
+        finally:
+            bars.remove_task(task)
+
     # -- byte transfers ------------------------------------------------------------------------
 
     def expect(self, count: int, size: int | None) -> None:

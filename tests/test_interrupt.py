@@ -5,7 +5,9 @@ leave no temp file and no lock held, and exit 130."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
@@ -23,7 +25,18 @@ BIG = [
 STOP_WITHIN_S = 3.0  # "a couple of seconds", with room for a loaded 2-core machine
 
 
-def _start(gh: FakeGitHub, cache: Path, jobs: int) -> object:
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    """Killed at the end: a process left running by a failed assertion would download on."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _start(gh: FakeGitHub, cache: Path, jobs: int) -> subprocess.Popen[str]:
     return spawn(
         [
             "--api-url",
@@ -58,13 +71,14 @@ def _assert_clean(cache: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_stops_at_once_and_cleans_up(
-    gh: FakeGitHub, tmp_path: Path, sig: signal.Signals
+    gh: FakeGitHub, tmp_path: Path, sig: signal.Signals, procs: list
 ) -> None:
     for name in BIG:
         grow(gh, name, 3_000_000)
     gh.faults.throttle_bps = 100_000  # 30 s an asset: without a cancel this takes minutes
     cache = tmp_path / "cache"
     proc = _start(gh, cache, jobs=2)
+    procs.append(proc)
     _wait_for_transfers(gh, cache, 2)
     t0 = time.monotonic()
     proc.send_signal(sig)
@@ -78,7 +92,7 @@ def test_interrupt_stops_at_once_and_cleans_up(
     _assert_clean(cache)
 
 
-def test_interrupt_cuts_a_stalled_transfer(gh: FakeGitHub, tmp_path: Path) -> None:
+def test_interrupt_cuts_a_stalled_transfer(gh: FakeGitHub, tmp_path: Path, procs: list) -> None:
     """A server that sends a few bytes and then nothing: the reader is blocked in recv() for
     the whole read timeout unless the socket is shut under it."""
     name = f"llama-{NEW}-bin-ubuntu-x64.tar.gz"
@@ -98,6 +112,7 @@ def test_interrupt_cuts_a_stalled_transfer(gh: FakeGitHub, tmp_path: Path) -> No
             "cpu",
         ]
     )
+    procs.append(proc)
     _wait_for_transfers(gh, cache, 1)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)

@@ -22,6 +22,7 @@ import logging
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,7 +167,7 @@ class NpmSource:
         todo = [v for v in versions if v not in tags]
         if todo:
             stage = progress.stage("npm-index", len(todo)) if progress else None
-            with stage or contextlib.nullcontext(), ThreadPoolExecutor(PARALLEL) as pool:
+            with stage or contextlib.nullcontext(), _pool() as pool:
                 for v, tag in zip(todo, pool.map(self._probe, todo), strict=True):
                     tags[v] = tag
                     if stage:
@@ -267,7 +268,7 @@ class NpmSource:
         index = self._load()
         specs = [a.url.removeprefix("npm:") for a in rel.assets]
         if any(s not in index["sizes"] or s not in index["integrity"] for s in specs):
-            with ThreadPoolExecutor(PARALLEL) as pool:
+            with _pool() as pool:
                 list(pool.map(self._learn, specs))
             self._save()
         assets = tuple(
@@ -387,3 +388,15 @@ class NpmSource:
             )
 
         return get
+
+
+@contextlib.contextmanager
+def _pool() -> Iterator[ThreadPoolExecutor]:
+    """Registry requests PARALLEL at a time; on Ctrl-C the queued ones are dropped, not awaited."""
+    pool = ThreadPoolExecutor(PARALLEL)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()

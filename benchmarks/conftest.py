@@ -37,5 +37,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(
                 f"{label}: {medians[num]:.3f}s / {medians[den]:.3f}s = {ratio:.2f}  (goal {goal})"
             )
+    for b in session.benchmarks:  # ratios a benchmark measured itself (interleaved rounds)
+        info = b.extra_info or {}
+        if "ratio_label" in info:
+            terminalreporter.write_line(
+                f"{info['ratio_label']}: {info['ratio']:.2f}  (goal {info.get('goal', '')})"
+            )
     for name, med in sorted(medians.items()):
         terminalreporter.write_line(f"{name}: median {med:.3f}s")

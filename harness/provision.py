@@ -40,6 +40,7 @@ R = TypeVar("R")
 
 CANCEL_WAIT_S = 2.0  # how long an interrupt waits for workers to clean up
 EXTRACT_THREADS = 2  # threads beyond `jobs`: extracting while the next transfers run
+RESOLVE_THREADS = 8  # releases asked for at once (`--jobs` counts transfers, not API calls)
 
 
 @dataclass
@@ -267,7 +268,7 @@ class Provisioner:
                 self.release(*pair)
                 st.advance(pair[1])
 
-            run_all(one, todo, self.jobs, cancel)
+            run_all(one, todo, max(self.jobs, RESOLVE_THREADS), cancel)
 
     def fetch_one(self, source: Source, want: Want) -> Stored:
         hit = self.cache.lookup(want)

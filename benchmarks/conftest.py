@@ -37,11 +37,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(
                 f"{label}: {medians[num]:.3f}s / {medians[den]:.3f}s = {ratio:.2f}  (goal {goal})"
             )
-    for b in session.benchmarks:  # ratios a benchmark measured itself (interleaved rounds)
-        info = b.extra_info or {}
-        if "ratio_label" in info:
+    for b in session.benchmarks:  # figures a benchmark measured itself (interleaved rounds)
+        for label, value, goal in (b.extra_info or {}).get("figures", []):
             terminalreporter.write_line(
-                f"{info['ratio_label']}: {info['ratio']:.2f}  (goal {info.get('goal', '')})"
+                f"{label}: {value:.3f}" + (f"  (goal {goal})" if goal else "")
             )
     for name, med in sorted(medians.items()):
         terminalreporter.write_line(f"{name}: median {med:.3f}s")

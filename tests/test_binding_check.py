@@ -1,0 +1,242 @@
+"""The binding check: a binding of our own with one planted break of each kind, each caught,
+against a real header (parsed by libclang) and a real library (built by gcc) of our own."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.abi import parse_headers
+from harness.abi.model import Api
+from harness.binding.check import check, exports_of
+from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
+
+HEADER = """\
+#include <stdint.h>
+#include <stdbool.h>
+#define LLAMA_API __attribute__((visibility("default")))
+struct llama_model;
+typedef int32_t llama_token;
+enum llama_kind { LLAMA_KIND_A = 0, LLAMA_KIND_B = 2 };
+struct llama_params {
+    uint32_t n_ctx;
+    int32_t  n_threads;
+    float    scale;
+    void *   cb_data;
+    bool     flag;
+};
+LLAMA_API struct llama_model * llama_load(const char * path, struct llama_params params);
+LLAMA_API int32_t llama_count(const struct llama_model * model, uint32_t n);
+LLAMA_API void    llama_free(struct llama_model * model);
+LLAMA_API float   llama_scale(struct llama_model * model);
+LLAMA_API int32_t llama_hidden(void);
+"""
+# Everything but llama_hidden: a header that promises more than the library exports.
+SOURCE = """\
+#include "llama.h"
+struct llama_model * llama_load(const char * p, struct llama_params x) { (void)p; (void)x; return 0; }
+int32_t llama_count(const struct llama_model * m, uint32_t n) { (void)m; return (int32_t)n; }
+void llama_free(struct llama_model * m) { (void)m; }
+float llama_scale(struct llama_model * m) { (void)m; return 1.0f; }
+"""
+
+
+def t(kind: str, size: int | None, signed: bool | None = None, **kw: object) -> TypeRef:
+    spelling = str(kw.pop("spelling", f"{kind}{size or ''}"))
+    return TypeRef(spelling, kind, size, size, signed, **kw)  # type: ignore[arg-type]
+
+
+PTR, I32, U32, F32, BOOL = t("pointer", 8), t("int", 4, True), t("int", 4, False), t(
+    "float", 4
+), t("bool", 1)
+PARAMS = StructDecl(
+    "llama_params",
+    (
+        FieldDecl("n_ctx", U32, 0),
+        FieldDecl("n_threads", I32, 4),
+        FieldDecl("scale", F32, 8),
+        FieldDecl("cb_data", PTR, 16),
+        FieldDecl("flag", BOOL, 24),
+    ),
+    32,
+    "mine.py:10",
+    "ctypes.Structure",
+)
+
+
+def fn(symbol: str, params: list[TypeRef] | None, result: TypeRef | None) -> FunctionDecl:
+    return FunctionDecl(symbol, None if params is None else tuple(params), result, "mine.py:20")
+
+
+def good() -> BindingDecl:
+    d = BindingDecl("mine", "python-ctypes", "x86_64-linux")
+    for f in (
+        fn("llama_load", [PTR, t("struct", 32, struct="llama_params")], PTR),
+        fn("llama_count", [PTR, U32], I32),
+        fn("llama_free", [PTR], t("void", 0)),
+        fn("llama_scale", [PTR], F32),
+    ):
+        d.functions[f.symbol] = f
+    d.structs["llama_params"] = PARAMS
+    d.constants["LLAMA_KIND_B"] = 2
+    return d
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Api, set[str]]:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed: the test library cannot be built")
+    root = tmp_path_factory.mktemp("rel")
+    (root / "llama.h").write_text(HEADER)
+    (root / "llama.c").write_text(SOURCE)
+    lib = root / "lib"
+    lib.mkdir()
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-fvisibility=hidden", "-I", str(root), "-o",
+         str(lib / "libllama.so"), str(root / "llama.c")],
+        check=True,
+    )
+    return parse_headers(root), exports_of(lib)
+
+
+def run(decl: BindingDecl, release: tuple[Api, set[str]]) -> tuple[list[str], list[str]]:
+    api, exports = release
+    v = check(decl, api, release="b1", structs={k: k for k in decl.structs}, exports=exports)
+    assert v.verdict == ("breaks" if v.breaks else "compatible")
+    return v.breaks, v.warnings
+
+
+def test_the_faithful_binding_is_compatible(release: tuple[Api, set[str]]) -> None:
+    api, exports = release
+    assert "llama_count" in exports and "llama_hidden" not in exports
+    v = check(good(), api, release="b1", structs={"llama_params": "llama_params"}, exports=exports)
+    assert v.verdict == "compatible", v.breaks
+    assert (v.functions_checked, v.structs_checked) == (4, 1)
+    assert v.to_json()["breaks"] == [] and v.warnings == []
+
+
+def _with_fn(f: FunctionDecl) -> BindingDecl:
+    d = good()
+    d.functions[f.symbol] = f
+    return d
+
+
+def _with_fields(*fields: FieldDecl, size: int = 32) -> BindingDecl:
+    d = good()
+    d.structs["llama_params"] = dataclasses.replace(PARAMS, fields=fields, size=size)
+    return d
+
+
+F = PARAMS.fields
+PLANTED = {
+    "missing function": (
+        _with_fn(fn("llama_gone", [PTR], I32)),
+        "llama_gone: not declared in b1's headers nor exported by its libraries (mine.py:20)",
+    ),
+    "missing export": (
+        _with_fn(fn("llama_hidden", [], I32)),
+        "llama_hidden: declared in b1's headers but not exported by its libraries (mine.py:20)",
+    ),
+    "argument count": (
+        _with_fn(fn("llama_count", [PTR, U32, U32], I32)),
+        "llama_count: binding passes 3 argument(s), b1 takes 2",
+    ),
+    "argument class": (
+        _with_fn(fn("llama_count", [PTR, F32], I32)),
+        "llama_count argument 2 (n): binding float4 (float 4 bytes), b1 uint32_t (unsigned int 4",
+    ),
+    "argument size": (
+        _with_fn(fn("llama_count", [PTR, t("int", 8, False)], I32)),
+        "llama_count argument 2 (n): binding int8 (unsigned int 8 bytes), b1 uint32_t",
+    ),
+    "return class": (
+        _with_fn(fn("llama_scale", [PTR], I32)),
+        "llama_scale return: binding int4 (signed int 4 bytes), b1 float (float 4 bytes)",
+    ),
+    "struct by value size": (
+        _with_fn(fn("llama_load", [PTR, t("struct", 24, struct="llama_params")], PTR)),
+        "llama_load argument 2 (params): binding struct24 (struct 24 bytes), b1 llama_params",
+    ),
+    "struct size": (_with_fields(*F, size=40), "llama_params: binding size 40, b1 size 32"),
+    "field offset": (
+        _with_fields(F[0], F[1], dataclasses.replace(F[2], offset=12), F[3], F[4]),
+        "llama_params.scale: binding offset 12, b1 offset 8",
+    ),
+    "field class": (
+        _with_fields(F[0], F[1], dataclasses.replace(F[2], type=I32), F[3], F[4]),
+        "llama_params.scale: binding int4 (signed int 4 bytes), b1 float (float 4 bytes)",
+    ),
+    "missing field": (
+        _with_fields(F[0], F[1], F[2], F[3]),
+        "llama_params.flag: in b1 (offset 24, bool), missing from the binding (mine.py:10)",
+    ),
+    "extra field": (
+        _with_fields(*F, FieldDecl("seed", U32, 28)),
+        "llama_params.seed: in the binding (offset 28), not in b1 (mine.py:10)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_each_planted_break_is_caught(kind: str, release: tuple[Api, set[str]]) -> None:
+    decl, expected = PLANTED[kind]
+    breaks, _ = run(decl, release)
+    assert len(breaks) == 1, breaks
+    assert breaks[0].startswith(expected), breaks[0]
+
+
+def test_enum_value(release: tuple[Api, set[str]]) -> None:
+    d = good()
+    d.constants["LLAMA_KIND_B"] = 1
+    d.constants["LLAMA_KIND_Z"] = 9  # no release has it: listed, not a break
+    v = check(d, release[0], release="b1", structs={}, exports=release[1])
+    assert v.breaks == ["LLAMA_KIND_B: binding 1, b1 2"]
+    assert "constant LLAMA_KIND_Z" in v.unmapped
+
+
+def test_signedness_is_a_warning(release: tuple[Api, set[str]]) -> None:
+    breaks, warnings = run(_with_fn(fn("llama_count", [PTR, I32], I32)), release)
+    assert breaks == []
+    assert warnings == [
+        "llama_count argument 2 (n): signedness differs: binding int4 (signed int 4 bytes), "
+        "b1 uint32_t (unsigned int 4 bytes)"
+    ]
+
+
+def test_alike_classes_are_not_breaks(release: tuple[Api, set[str]]) -> None:
+    """A uintptr for a pointer and a uint8 for a bool are what Go bindings write."""
+    d = _with_fn(fn("llama_free", [t("int", 8, False, spelling="uintptr")], None))
+    d.structs["llama_params"] = dataclasses.replace(
+        PARAMS, fields=(*F[:4], dataclasses.replace(F[4], type=t("int", 1, False)))
+    )
+    assert run(d, release) == ([], [])
+
+
+def test_unnamed_fields_are_checked_by_position(release: tuple[Api, set[str]]) -> None:
+    """A libffi element list has no names: its third element is where C's third field is."""
+    unnamed = tuple(dataclasses.replace(f, name="") for f in F)
+    d = good()
+    d.structs["ffiTypeParams"] = dataclasses.replace(
+        PARAMS, name="ffiTypeParams", fields=(unnamed[0], unnamed[2], unnamed[1], *unnamed[3:])
+    )
+    api, exports = release
+    v = check(d, api, release="b1", structs={"llama_params": "llama_params",
+              "ffiTypeParams": "llama_params"}, exports=exports)
+    assert v.breaks == [
+        "llama_params (ffiTypeParams) field 2 (b1: n_threads): binding offset 8, b1 offset 4",
+        "llama_params (ffiTypeParams) field 2 (b1: n_threads): binding float4 (float 4 bytes), "
+        "b1 int32_t (signed int 4 bytes)",
+        "llama_params (ffiTypeParams) field 3 (b1: scale): binding offset 4, b1 offset 8",
+        "llama_params (ffiTypeParams) field 3 (b1: scale): binding int4 (signed int 4 bytes), "
+        "b1 float (float 4 bytes)",
+    ]
+
+
+def test_without_a_build_only_the_headers_decide(release: tuple[Api, set[str]]) -> None:
+    v = check(_with_fn(fn("llama_hidden", [], I32)), release[0], release="b1", exports=None)
+    assert v.verdict == "compatible"
+    assert "exports not checked: no b1 build at hand" in v.warnings

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -38,7 +37,8 @@ LLAMA_API int32_t llama_hidden(void);
 # Everything but llama_hidden: a header that promises more than the library exports.
 SOURCE = """\
 #include "llama.h"
-struct llama_model * llama_load(const char * p, struct llama_params x) { (void)p; (void)x; return 0; }
+struct llama_model * llama_load(const char * p, struct llama_params x)
+{ (void)p; (void)x; return 0; }
 int32_t llama_count(const struct llama_model * m, uint32_t n) { (void)m; return (int32_t)n; }
 void llama_free(struct llama_model * m) { (void)m; }
 float llama_scale(struct llama_model * m) { (void)m; return 1.0f; }
@@ -50,9 +50,13 @@ def t(kind: str, size: int | None, signed: bool | None = None, **kw: object) -> 
     return TypeRef(spelling, kind, size, size, signed, **kw)  # type: ignore[arg-type]
 
 
-PTR, I32, U32, F32, BOOL = t("pointer", 8), t("int", 4, True), t("int", 4, False), t(
-    "float", 4
-), t("bool", 1)
+PTR, I32, U32, F32, BOOL = (
+    t("pointer", 8),
+    t("int", 4, True),
+    t("int", 4, False),
+    t("float", 4),
+    t("bool", 1),
+)
 PARAMS = StructDecl(
     "llama_params",
     (
@@ -96,8 +100,17 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Api, set[str]]:
     lib = root / "lib"
     lib.mkdir()
     subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-fvisibility=hidden", "-I", str(root), "-o",
-         str(lib / "libllama.so"), str(root / "llama.c")],
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-fvisibility=hidden",
+            "-I",
+            str(root),
+            "-o",
+            str(lib / "libllama.so"),
+            str(root / "llama.c"),
+        ],
         check=True,
     )
     return parse_headers(root), exports_of(lib)
@@ -224,8 +237,13 @@ def test_unnamed_fields_are_checked_by_position(release: tuple[Api, set[str]]) -
         PARAMS, name="ffiTypeParams", fields=(unnamed[0], unnamed[2], unnamed[1], *unnamed[3:])
     )
     api, exports = release
-    v = check(d, api, release="b1", structs={"llama_params": "llama_params",
-              "ffiTypeParams": "llama_params"}, exports=exports)
+    v = check(
+        d,
+        api,
+        release="b1",
+        structs={"llama_params": "llama_params", "ffiTypeParams": "llama_params"},
+        exports=exports,
+    )
     assert v.breaks == [
         "llama_params (ffiTypeParams) field 2 (b1: n_threads): binding offset 8, b1 offset 4",
         "llama_params (ffiTypeParams) field 2 (b1: n_threads): binding float4 (float 4 bytes), "

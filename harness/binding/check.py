@@ -82,7 +82,7 @@ class BindingVerdict:
 def exports_of(libdir: Path) -> set[str]:
     """Every C name libllama, libggml and libggml-base export (bindings bind all three)."""
     names: set[str] = set()
-    for role, path in library_paths(libdir).items():
+    for _role, path in library_paths(libdir).items():
         b = parse(path.resolve(), "", exports=True)
         if b.error:
             raise ValueError(f"{path.name}: {b.error}")
@@ -195,7 +195,9 @@ class _Checker:
                 self._result(symbol, fn.result, _shape(c.restype, self.api))
             if fn.params is None:
                 continue
-            if len(fn.params) != len(c.params) and not (c.variadic and len(fn.params) > len(c.params)):
+            if len(fn.params) != len(c.params) and not (
+                c.variadic and len(fn.params) > len(c.params)
+            ):
                 self.out.breaks.append(
                     f"{symbol}: binding passes {len(fn.params)} argument(s), {self.rel} takes "
                     f"{len(c.params)}: {c.prototype()} ({fn.where})"

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,6 +19,7 @@ from harness import __version__, progress
 from harness.config import matrix
 from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
+from harness.library import BUILD as BUILD_TAG
 from harness.library import DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
 from harness.sources import assets
@@ -243,6 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("api-check", "does a consumer manifest still match a release?")
     p.add_argument("manifest", metavar="MANIFEST.yaml")
     p.add_argument("release")
+    p = cmd("binding-check", "a binding's own declarations against each release's ABI")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="the binding: a file or folder (Python ctypes, Go purego/libffi), "
+        "or a pip requirement (llama-cpp-python==0.3.16)",
+    )
+    p.add_argument("releases", nargs="*", metavar="RELEASE", help="default: matrix.yaml's")
+    p.add_argument(
+        "--all", action="store_true", help="every release the source knows: the compatible range"
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="also install the binding (pip requirement) and run its own API on each release",
+    )
+    p.add_argument("--names", metavar="OVERRIDES.yaml", help="binding name → C name overrides")
     p = cmd("npm-index", "which llama.cpp release each node-llama-cpp npm version carries")
     p.add_argument("--refresh", action="store_true", help="learn every version (downloads each)")
     return top
@@ -585,6 +603,76 @@ def cmd_api_check(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.compatible else EXIT_FAILED
 
 
+def cmd_binding_check(args: argparse.Namespace) -> int:
+    # lazy: the binding readers pull in tree-sitter, which `--help` should not pay for
+    from harness.binding import fetch as binding_fetch
+    from harness.binding import names, releases
+
+    m = _matrix(args, False)
+    dl = _downloader(args, m)
+    overrides = names.load_overrides(Path(args.names)) if args.names else None
+    decl = binding_fetch.open_source(args.source, dl.cache.root)
+    abi_of = binding_abi(dl)
+    lines: list[str] = []
+    if args.all:
+        points, abi_of = _all_points(dl, abi_of)
+        found = releases.scan(decl, points, abi_of, overrides)
+        verdicts = found.ordered()
+        lines += found.summary()
+    else:
+        tags = list(args.releases) or list(m.releases if m else [])
+        if not tags:
+            raise ConfigError("binding-check: name releases, or give a matrix.yaml with releases")
+        verdicts = releases.check_releases(decl, tags, abi_of, overrides)
+    lines += releases.render(verdicts, decl.name)
+    rows = [v.to_json() for v in verdicts]
+    if args.live:
+        from harness.binding import live
+
+        tags = [v.release for v in verdicts]
+        for row, result in zip(rows, live.run_releases(dl, args.source, tags), strict=True):
+            row["live"] = result.to_json()
+            lines.append(f"{decl.name} vs {row['release']} live: {result.line()}")
+    _print(args, rows, lines)
+    ok = all(r["verdict"] == "compatible" and r.get("live", {}).get("ok", True) for r in rows)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def binding_abi(dl: LibraryDownloader) -> Callable[[str], Any]:
+    """tag → ReleaseAbi: the release's own headers, and the exports of this host's build of it
+    (provisioned like `download` does; without one, only the headers decide)."""
+    from harness.abi.release import api_for_release
+    from harness.binding.check import exports_of
+    from harness.binding.releases import ReleaseAbi
+    from harness.load.loader import find_libdir
+
+    def abi_of(tag: str) -> ReleaseAbi:
+        build, api = api_for_release(dl, tag)
+        try:
+            res = dl.download(tag)
+            assert res.stored
+            exports = exports_of(find_libdir(Path(res.stored.path)))
+        except (HarnessError, ValueError) as err:
+            return ReleaseAbi(tag, build, api, None, note=str(err))
+        where = f"{res.cell.os} {res.cell.arch} {res.cell.variant} ({res.source})"
+        return ReleaseAbi(tag, build, api, exports, where)
+
+    return abi_of
+
+
+def _all_points(
+    dl: LibraryDownloader, abi_of: Callable[[str], Any]
+) -> tuple[list[str], Callable[[str], Any]]:
+    """Every release the first source knows, old → new. npm knows package versions and learns
+    which release each carries only by fetching it, so those points are versions."""
+    source = dl.sources[0]
+    if isinstance(source, NpmSource):
+        npm = source
+        return npm.versions(), lambda version: abi_of(npm.tag_of(version))
+    tags = [r.tag for r in dl.list_releases(None) if BUILD_TAG.fullmatch(r.tag)]
+    return sorted(tags, key=lambda t: int(t[1:])), abi_of
+
+
 def cmd_npm_index(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
     npm = dl.source_named("npm")
@@ -620,6 +708,7 @@ COMMANDS = {
     "inspect-host": cmd_inspect_host,
     "api-manifest": cmd_api_manifest,
     "api-check": cmd_api_check,
+    "binding-check": cmd_binding_check,
 }
 
 

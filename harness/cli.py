@@ -608,6 +608,8 @@ def cmd_binding_check(args: argparse.Namespace) -> int:
     from harness.binding import fetch as binding_fetch
     from harness.binding import names, releases
 
+    if args.live and binding_fetch.requirement(args.source) is None:
+        raise ConfigError("--live needs an installable Python binding: a pip requirement")
     m = _matrix(args, False)
     dl = _downloader(args, m)
     overrides = names.load_overrides(Path(args.names)) if args.names else None
@@ -627,15 +629,37 @@ def cmd_binding_check(args: argparse.Namespace) -> int:
     lines += releases.render(verdicts, decl.name)
     rows = [v.to_json() for v in verdicts]
     if args.live:
-        from harness.binding import live
-
-        tags = [v.release for v in verdicts]
-        for row, result in zip(rows, live.run_releases(dl, args.source, tags), strict=True):
-            row["live"] = result.to_json()
-            lines.append(f"{decl.name} vs {row['release']} live: {result.line()}")
+        _live(dl, args.source, decl.name, rows, lines)
     _print(args, rows, lines)
     ok = all(r["verdict"] == "compatible" and r.get("live", {}).get("ok", True) for r in rows)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _live(
+    dl: LibraryDownloader, source: str, name: str, rows: list[dict[str, Any]], lines: list[str]
+) -> None:
+    """Install the binding (once per version) and run its own API on each release's host build."""
+    from harness.binding import live
+    from harness.load.loader import find_libdir
+    from harness.suites.fixtures import model as models
+    from harness.suites.fixtures import reference
+
+    python, took = live.venv_for(dl.cache.root, source)
+    if took is not None:
+        lines.append(f"{name}: installed in {took:.0f} s (native part not built)")
+    model = models.ensure_model(dl.cache.root, models.TINY)
+    expected = reference.greedy(model, reference.tokenize(model, models.PROMPT), live.N_PREDICT)
+    for row in rows:
+        tag = row["release"]
+        try:
+            res = dl.download(tag)
+            assert res.stored
+            libdir = find_libdir(Path(res.stored.path))
+            result = live.run_one(python, libdir, model, models.PROMPT, expected, tag)
+        except HarnessError as err:
+            result = live.LiveResult(tag, False, "not run", str(err))
+        row["live"] = result.to_json()
+        lines.append(f"{name} vs {tag} live: {result.line()}")
 
 
 def binding_abi(dl: LibraryDownloader) -> Callable[[str], Any]:

@@ -510,6 +510,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=m.model,
         quiet=bool(args.json or args.quiet),
         manifest=m.manifest,
+        binding=m.binding,
         cpu_variants=not args.no_cpu_variants,
         suites=tuple(args.suite or ("conformance", "bench")),
         bench_presets=tuple(p for p in args.bench_presets.split(",") if p),

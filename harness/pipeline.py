@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.abi import Api
+from harness.binding import fetch as binding_source
+from harness.binding.check import exports_of
+from harness.binding.model import BindingDecl
+from harness.binding.releases import ReleaseAbi, check_release
 from harness.config.matrix import Cell
 from harness.errors import HarnessError
 from harness.library import LibraryDownloader
@@ -46,6 +50,7 @@ class Options:
     model: str = "tiny"
     quiet: bool = False
     manifest: str | None = None
+    binding: str | None = None  # matrix.yaml `binding:`: a file, folder or pip requirement
     cpu_variants: bool = True
     suites: tuple[str, ...] = ("conformance", "bench")
     bench_presets: tuple[str, ...] = ("tiny", "small-f16", "small-q8_0")
@@ -147,6 +152,7 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     host = assets.host_platform()
     model_path = models.ensure_model(dl.cache.root, opts.model)  # a bad `model:` fails first
     wanted = manifests.load(opts.manifest) if opts.manifest else None
+    decl = binding_source.open_source(opts.binding, dl.cache.root) if opts.binding else None
     results = dl.download_cells(list(cells), raise_errors=False)
     rows: dict[str, dict[str, Any]] = {}
     specs: dict[str, dict[str, Any]] = {}
@@ -223,11 +229,14 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     diffs = _api_diffs(list(rows.values()), apis)
     if wanted is not None:
         _manifest(list(rows.values()), apis, wanted, str(opts.manifest))
+    extra: dict[str, Any] = {}
+    if decl is not None:
+        extra["binding"] = _binding(decl, str(opts.binding), results, rows, apis)
     for row in rows.values():
         _fold_static(row)
     if "bench" in opts.suites:
         _bench(dl, results, rows, specs, opts)
-    rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
+    rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs, **extra})
     from harness.report.compare import compare
 
     rep["comparison"] = compare(rep, opts.baseline)
@@ -392,6 +401,37 @@ def _manifest(rows: list[dict[str, Any]], apis: dict[str, Api], wanted: Any, nam
         }
         if not v.compatible and r["status"] == "pass":
             r["status"], r["reason"] = "fail", f"{name} breaks: " + "; ".join(v.breaks)
+
+
+def _binding(
+    decl: BindingDecl,
+    source: str,
+    results: list[CellResult],
+    rows: dict[str, dict[str, Any]],
+    apis: dict[str, Api],
+) -> dict[str, Any]:
+    """A `binding` check per cell (its release's headers, that cell's own exports) and one
+    verdict per release for the report's "Your binding" section."""
+    per_release: dict[str, dict[str, Any]] = {}
+    for res in results:
+        row, api = rows[res.cell.id], apis.get(res.build or "")
+        if res.error or api is None or res.stored is None:
+            continue
+        try:
+            exports: set[str] | None = exports_of(find_libdir(Path(res.stored.path)), res.cell.os)
+        except (HarnessError, ValueError):
+            exports = None
+        v = check_release(decl, ReleaseAbi(res.cell.release, res.build or "", api, exports))
+        text = "compatible" if not v.breaks else f"{len(v.breaks)} break(s): {v.breaks[0]}"
+        row["checks"]["binding"] = {
+            "status": "fail" if v.breaks else "pass",
+            "message": f"{decl.name}: {text}",
+            "seconds": 0.0,
+        }
+        if v.breaks and row["status"] == "pass":
+            row["status"], row["reason"] = "fail", f"{decl.name}: {text}"
+        per_release.setdefault(res.cell.release, v.to_json())
+    return {"name": decl.name, "source": source, "releases": list(per_release.values())}
 
 
 def _pytest(specs: dict[str, dict[str, Any]], opts: Options) -> None:

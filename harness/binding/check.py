@@ -79,10 +79,11 @@ class BindingVerdict:
         return out
 
 
-def exports_of(libdir: Path) -> set[str]:
-    """Every C name libllama, libggml and libggml-base export (bindings bind all three)."""
+def exports_of(libdir: Path, os_: str | None = None) -> set[str]:
+    """Every C name libllama, libggml and libggml-base export (bindings bind all three);
+    `os_` reads another platform's library names (default: this host's)."""
     names: set[str] = set()
-    for _role, path in library_paths(libdir).items():
+    for _role, path in library_paths(libdir, os_).items():
         b = parse(path.resolve(), "", exports=True)
         if b.error:
             raise ValueError(f"{path.name}: {b.error}")

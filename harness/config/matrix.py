@@ -80,6 +80,7 @@ SCHEMA: dict[str, Any] = {
         },
         "model": {"type": "string", "minLength": 1},
         "manifest": {"type": "string", "minLength": 1},
+        "binding": {"type": "string", "minLength": 1},
     },
 }
 
@@ -119,6 +120,7 @@ class Matrix:
     verify: str = "if-available"
     model: str = "tiny"
     manifest: str | None = None
+    binding: str | None = None  # a file, folder or pip requirement (harness.binding)
     path: Path | None = field(default=None, compare=False)
 
     def cells(self, releases: Sequence[str] | None = None) -> list[Cell]:
@@ -202,6 +204,7 @@ def parse(data: Any, source: str = "matrix.yaml", path: Path | None = None) -> M
         verify=data.get("verify", "if-available"),
         model=_relative(data.get("model", "tiny"), path),
         manifest=_relative(data.get("manifest"), path),
+        binding=_binding(data.get("binding"), path),
         path=path,
     )
 
@@ -212,6 +215,16 @@ def _relative(location: Any, matrix_path: Path | None) -> Any:
     if not location or location == "tiny" or "://" in location or matrix_path is None:
         return location
     return str((matrix_path.parent / Path(location).expanduser()).resolve())
+
+
+def _binding(location: Any, matrix_path: Path | None) -> Any:
+    """A binding that names an existing file or folder beside the matrix is relative to it;
+    anything else (`llama-cpp-python==0.3.16`) is a pip requirement, kept as written."""
+    if location and matrix_path is not None:
+        here = matrix_path.parent / Path(location).expanduser()
+        if here.exists() or "/" in location or "\\" in location:
+            return str(here.resolve())
+    return location
 
 
 def _default(p: dict[str, str]) -> str:

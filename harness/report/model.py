@@ -303,6 +303,7 @@ def markdown(report: dict[str, Any], limit: int = MD_LIMIT) -> str:
     lines += _comparison_lines(report)
     lines += _conformance_lines(cells)
     lines += _api_lines(report)
+    lines += _binding_lines(report)
     lines += _static_lines(cells)
     skipped = [c for c in cells if c["status"] == "skip"]
     if skipped:
@@ -459,6 +460,7 @@ def merge(dirs: Sequence[Path]) -> dict[str, Any]:
 
     cells: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     hosts = []
+    extra: dict[str, Any] = {}
     for d in dirs:
         path = d / "report.json" if d.is_dir() else d
         try:
@@ -467,12 +469,16 @@ def merge(dirs: Sequence[Path]) -> dict[str, Any]:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"{path}: not a llama-harness report ({err})") from err
         hosts.append(data.get("host", {}))
+        if b := data.get("binding"):  # every shard checks the same binding, on its releases
+            known = {r["release"]: r for r in extra.get("binding", {}).get("releases", [])}
+            known.update({r["release"]: r for r in b.get("releases", [])})
+            extra["binding"] = {**b, "releases": list(known.values())}
         for c in shard_cells:
             cells[(c["release"], c["os"], c["arch"], c["variant"])] = c
     ordered = sorted(
         cells.values(), key=lambda c: (release_key(c["release"]), c["os"], c["arch"], c["variant"])
     )
-    return build(ordered, {"shards": [str(d) for d in dirs], "hosts": hosts})
+    return build(ordered, {"shards": [str(d) for d in dirs], "hosts": hosts, **extra})
 
 
 def release_key(tag: str) -> tuple[int, tuple[int, ...], str]:
@@ -527,6 +533,26 @@ def _api_lines(report: dict[str, Any]) -> list[str]:
         structs = [s["name"] for s in diff.get("structs_changed", [])]
         if structs:
             out.append(f"  - structs changed: {', '.join(structs)}")
+    return [*out, ""]
+
+
+def _binding_lines(report: dict[str, Any], limit: int = 10) -> list[str]:
+    """matrix.yaml's `binding:`: its declarations against each release (harness.binding)."""
+    b = report.get("binding")
+    if not b:
+        return []
+    out = ["## Your binding", "", f"**{b['name']}** (`{b['source']}`)", ""]
+    for r in b.get("releases", []):
+        ok = r["verdict"] == "compatible"
+        out.append(
+            f"- {GLYPH['pass' if ok else 'fail']} **{r['release']}**: {r['verdict']} "
+            f"({r['functions_checked']} functions, {r['structs_checked']} structs checked"
+            + (f", {len(r['breaks'])} breaks" if r["breaks"] else "")
+            + ")"
+        )
+        out += [f"  - `{_code(x)}`" for x in r["breaks"][:limit]]
+        if len(r["breaks"]) > limit:
+            out.append(f"  - … {len(r['breaks']) - limit} more in report.json")
     return [*out, ""]
 
 

@@ -4,13 +4,19 @@ against a real header (parsed by libclang) and a real library (built by gcc) of 
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 import shutil
 import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 
 from harness.abi import parse_headers
 from harness.abi.model import Api
+from harness.binding import fetch
 from harness.binding.check import check, exports_of
 from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
 
@@ -258,3 +264,131 @@ def test_without_a_build_only_the_headers_decide(release: tuple[Api, set[str]]) 
     v = check(_with_fn(fn("llama_hidden", [], I32)), release[0], release="b1", exports=None)
     assert v.verdict == "compatible"
     assert "exports not checked: no b1 build at hand" in v.warnings
+
+
+# -- fetching a requirement's sdist ------------------------------------------------------------
+
+BACKEND = '''\
+"""A build backend with no requirements, so pip can prepare metadata offline."""
+import os
+
+META = "Metadata-Version: 2.1\\nName: mybinding\\nVersion: {v}\\n"
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    name = "mybinding-{v}.dist-info"
+    os.makedirs(os.path.join(metadata_directory, name))
+    with open(os.path.join(metadata_directory, name, "METADATA"), "w") as f:
+        f.write(META)
+    return name
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise RuntimeError("never built: only its sources are read")
+'''
+
+CTYPES_BINDING = """\
+import ctypes
+
+class llama_params(ctypes.Structure):
+    _fields_ = [
+        ("n_ctx", ctypes.c_uint32),
+        ("n_threads", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("cb_data", ctypes.c_void_p),
+        ("flag", ctypes.c_bool),
+    ]
+
+_lib = ctypes.CDLL("libllama.so")
+_lib.llama_count.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+_lib.llama_count.restype = ctypes.c_int32
+_lib.llama_scale.argtypes = [ctypes.c_void_p]
+_lib.llama_scale.restype = ctypes.c_float
+"""
+
+
+def write_sdist(folder: Path, version: str, binding: str = CTYPES_BINDING) -> Path:
+    """A real sdist (tar.gz of mybinding-<v>/) with a pyproject and an in-tree backend."""
+    top = f"mybinding-{version}"
+    files = {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+        'backend-path = ["."]\n\n[project]\nname = "mybinding"\n'
+        f'version = "{version}"\n',
+        "backend.py": BACKEND.replace("{v}", version),
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: mybinding\nVersion: {version}\n",
+        "mybinding/__init__.py": "",
+        "mybinding/llama_cpp.py": binding,
+    }
+    path = folder / f"{top}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def local_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pip sees only a folder of our sdists (its own config and network are left out)."""
+    index = tmp_path / "index"
+    index.mkdir()
+    write_sdist(index, "1.0")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    return index
+
+
+def test_a_requirement_is_fetched_once_as_its_sdist(tmp_path: Path, local_index: Path) -> None:
+    root = tmp_path / "cache"
+    name, tree = fetch.fetch(root, "mybinding==1.0")
+    assert name == "mybinding 1.0"
+    assert (tree / "mybinding" / "llama_cpp.py").read_text() == CTYPES_BINDING
+    assert tree.is_relative_to(root / "bindings")
+    shutil.rmtree(local_index)  # cached: pip is not asked again
+    assert fetch.fetch(root, "mybinding==1.0") == (name, tree)
+    assert not [p for p in (root / "bindings").iterdir() if p.name.startswith(".pip-")]
+
+
+def test_requirement_or_path() -> None:
+    assert fetch.requirement("llama-cpp-python==0.3.16") is not None
+    assert fetch.pinned(fetch.requirement("llama-cpp-python==0.3.16")) == "0.3.16"  # type: ignore[arg-type]
+    assert fetch.pinned(fetch.requirement("llama-cpp-python>=0.3")) is None  # type: ignore[arg-type]
+    assert fetch.requirement("./bindings/x.py") is None
+    assert fetch.requirement("not a requirement!") is None
+
+
+def cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_unfetchable_source_exits_3(tmp_path: Path, local_index: Path) -> None:
+    done = cli("binding-check", "mybinding==9.9", "b1", cache=tmp_path / "c")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("llama-harness: error: mybinding==9.9: no source distribution")
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "c" / "bindings" / "mybinding-9.9").exists()
+
+
+def test_unreadable_source_exits_2(tmp_path: Path) -> None:
+    done = cli("binding-check", str(tmp_path / "nope.py"), "b1", cache=tmp_path / "c")
+    assert done.returncode == 2, done.stderr
+    assert "no such file or folder" in done.stderr and len(done.stderr.splitlines()) == 1
+    bad = tmp_path / "bad.py"
+    bad.write_text("def (:\n")
+    done = cli("binding-check", str(bad), "b1", cache=tmp_path / "c")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    done = cli("binding-check", str(bad), "b1", "--live", cache=tmp_path / "c")
+    assert done.returncode == 2 and "--live needs an installable Python binding" in done.stderr

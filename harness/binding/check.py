@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.abi.model import Api, CType, Struct
+from harness.abi.model import Api, CType, Field, Struct
 from harness.binding.model import BindingDecl, FieldDecl, StructDecl, TypeRef
 from harness.load.loader import library_paths
 from harness.static.binary import parse
@@ -135,8 +135,10 @@ class _Checker:
         self.out = BindingVerdict(release, "")
 
     # -- types --------------------------------------------------------------------------------
-    def _type(self, where: str, b: TypeRef, c: _Shape, breaks: list[str]) -> None:
-        """Compare one binding type with one C type; breaks go to `breaks`, doubts to warnings."""
+    def _type(self, where: str, b: TypeRef, c: _Shape, breaks: list[str], alias: str = "") -> None:
+        """Compare one binding type with one C type; breaks go to `breaks`, doubts to warnings.
+        `alias` (the binding's own name for it) ends each line."""
+        breaks = _Suffixed(breaks, alias)
         if b.kind == "unknown" or (b.size is None and b.kind != "void"):
             self.out.warnings.append(
                 f"{where}: binding type {b.spelling!r} not understood; {self.rel} has "
@@ -227,18 +229,18 @@ class _Checker:
                 what = "opaque" if s is not None else "not declared"
                 self.out.breaks.append(f"{c_name}: {what} in {self.rel}'s headers ({b.where})")
                 continue
-            label = c_name if b.name == c_name else f"{c_name} ({b.name})"
+            alias = "" if b.name == c_name else f" (as {b.name})"
             if b.size is not None and b.size != s.size:
                 self.out.breaks.append(
-                    f"{label}: binding size {b.size}, {self.rel} size {s.size} ({b.where})"
+                    f"{c_name}: binding size {b.size}, {self.rel} size {s.size}{alias} ({b.where})"
                 )
             named = [f for f in b.fields if _named(f)]
             if b.fields and len(named) * 2 >= len(b.fields):
-                self._by_name(label, b, s)
+                self._by_name(c_name, b, s)
             else:
-                self._by_position(label, b, s)
+                self._by_position(c_name, b, s)
 
-    def _by_name(self, label: str, b: StructDecl, s: Struct) -> None:
+    def _by_name(self, c_name: str, b: StructDecl, s: Struct) -> None:
         theirs = {_norm(f.name): f for f in s.fields if not f.anonymous}
         seen: set[str] = set()
         for bf in b.fields:
@@ -246,47 +248,47 @@ class _Checker:
                 continue
             key = _norm(bf.name)
             cf = theirs.get(key)
-            here = f"{label}.{cf.name if cf else bf.name}"
             if cf is None:
                 self.out.breaks.append(
-                    f"{here}: in the binding (offset {_off(bf.offset)}), not in {self.rel} "
-                    f"({b.where})"
+                    f"{c_name}.{bf.name}: in the binding (offset {_off(bf.offset)}), not in "
+                    f"{self.rel} ({b.name}, {b.where})"
                 )
                 continue
             seen.add(key)
-            if bf.offset is not None and not cf.bits and bf.offset != cf.offset:
-                self.out.breaks.append(
-                    f"{here}: binding offset {bf.offset}, {self.rel} offset {cf.offset}"
-                )
-            self._type(here, bf.type, _shape(cf.type, self.api), self.out.breaks)
+            here = f"{c_name}.{cf.name}"
+            alias = "" if (b.name, bf.name) == (c_name, cf.name) else f" (as {b.name}.{bf.name})"
+            self._field(here, alias, bf, cf)
         for key, cf in theirs.items():
             if key not in seen:
                 self.out.breaks.append(
-                    f"{label}.{cf.name}: in {self.rel} (offset {cf.offset}, "
-                    f"{cf.type.spelling or cf.type.kind}), missing from the binding ({b.where})"
+                    f"{c_name}.{cf.name}: in {self.rel} (offset {cf.offset}, "
+                    f"{cf.type.spelling or cf.type.kind}), missing from the binding "
+                    f"({b.name}, {b.where})"
                 )
 
-    def _by_position(self, label: str, b: StructDecl, s: Struct) -> None:
+    def _field(self, here: str, alias: str, bf: FieldDecl, cf: Field) -> None:
+        if bf.offset is not None and not cf.bits and bf.offset != cf.offset:
+            self.out.breaks.append(
+                f"{here}: binding offset {bf.offset}, {self.rel} offset {cf.offset}{alias}"
+            )
+        self._type(here, bf.type, _shape(cf.type, self.api), self.out.breaks, alias)
+
+    def _by_position(self, c_name: str, b: StructDecl, s: Struct) -> None:
         """For declarations without field names (libffi element lists): field i against field i."""
         fields = [f for f in s.fields if not f.anonymous]
         for i, bf in enumerate(b.fields):
             if i >= len(fields):
                 self.out.breaks.append(
-                    f"{label} field {i + 1}: in the binding ({bf.type.spelling}), {self.rel} has "
-                    f"only {len(fields)} fields ({b.where})"
+                    f"{c_name} field {i + 1}: in the binding ({bf.type.spelling}), {self.rel} "
+                    f"has only {len(fields)} fields ({b.name}, {b.where})"
                 )
                 continue
             cf = fields[i]
-            here = f"{label} field {i + 1} ({self.rel}: {cf.name})"
-            if bf.offset is not None and not cf.bits and bf.offset != cf.offset:
-                self.out.breaks.append(
-                    f"{here}: binding offset {bf.offset}, {self.rel} offset {cf.offset}"
-                )
-            self._type(here, bf.type, _shape(cf.type, self.api), self.out.breaks)
+            self._field(f"{c_name} field {i + 1} ({cf.name})", f" (as {b.name}[{i}])", bf, cf)
         for i, cf in enumerate(fields[len(b.fields) :], start=len(b.fields)):
             self.out.breaks.append(
-                f"{label} field {i + 1} ({cf.name}): in {self.rel} (offset {cf.offset}), missing "
-                f"from the binding ({b.where})"
+                f"{c_name} field {i + 1} ({cf.name}): in {self.rel} (offset {cf.offset}), "
+                f"missing from the binding ({b.name}, {b.where})"
             )
 
     # -- constants ----------------------------------------------------------------------------
@@ -299,6 +301,17 @@ class _Checker:
                 continue
             if theirs != value:
                 self.out.breaks.append(f"{name}: binding {value}, {self.rel} {theirs}")
+
+
+class _Suffixed(list[str]):
+    """A list that appends to another, each line with the same ending."""
+
+    def __init__(self, target: list[str], suffix: str) -> None:
+        super().__init__()
+        self.target, self.suffix = target, suffix
+
+    def append(self, line: str) -> None:  # type: ignore[override]
+        self.target.append(line + self.suffix)
 
 
 def _named(f: FieldDecl) -> bool:

@@ -1,1 +1,1 @@
-"""A binding's own declarations (read from its source, never run) checked against a release's ABI."""
+"""Binding check: what a binding declares, read from its source, against a release's ABI."""

@@ -24,6 +24,10 @@ class ConfigError(HarnessError):
     exit_code = EXIT_USAGE
 
 
+class BindingUnreadable(ConfigError):
+    """A binding's source is missing, holds no binding, or does not parse (binding-check)."""
+
+
 class SourceError(HarnessError):
     """A release source could not answer: unreachable, HTTP error after retries."""
 

@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release")
     p = cmd("binding-check", "a binding's own declarations against each release's ABI")
     p.add_argument(
-        "source",
+        "binding",
         metavar="SOURCE",
         help="the binding: a file or folder (Python ctypes, Go purego/libffi), "
         "or a pip requirement (llama-cpp-python==0.3.16)",
@@ -609,12 +609,12 @@ def cmd_binding_check(args: argparse.Namespace) -> int:
     from harness.binding import fetch as binding_fetch
     from harness.binding import names, releases
 
-    if args.live and binding_fetch.requirement(args.source) is None:
+    if args.live and binding_fetch.requirement(args.binding) is None:
         raise ConfigError("--live needs an installable Python binding: a pip requirement")
     m = _matrix(args, False)
     dl = _downloader(args, m)
     overrides = names.load_overrides(Path(args.names)) if args.names else None
-    decl = binding_fetch.open_source(args.source, dl.cache.root)
+    decl = binding_fetch.open_source(args.binding, dl.cache.root)
     abi_of = binding_abi(dl)
     lines: list[str] = []
     if args.all:
@@ -630,7 +630,7 @@ def cmd_binding_check(args: argparse.Namespace) -> int:
     lines += releases.render(verdicts, decl.name)
     rows = [v.to_json() for v in verdicts]
     if args.live:
-        _live(dl, args.source, decl.name, rows, lines)
+        _live(dl, args.binding, decl.name, rows, lines)
     _print(args, rows, lines)
     ok = all(r["verdict"] == "compatible" and r.get("live", {}).get("ok", True) for r in rows)
     return EXIT_OK if ok else EXIT_FAILED

@@ -191,11 +191,12 @@ PLANTED = {
     ),
     "missing field": (
         _with_fields(F[0], F[1], F[2], F[3]),
-        "llama_params.flag: in b1 (offset 24, bool), missing from the binding (mine.py:10)",
+        "llama_params.flag: in b1 (offset 24, bool), missing from the binding "
+        "(llama_params, mine.py:10)",
     ),
     "extra field": (
         _with_fields(*F, FieldDecl("seed", U32, 28)),
-        "llama_params.seed: in the binding (offset 28), not in b1 (mine.py:10)",
+        "llama_params.seed: in the binding (offset 28), not in b1 (llama_params, mine.py:10)",
     ),
 }
 
@@ -251,12 +252,12 @@ def test_unnamed_fields_are_checked_by_position(release: tuple[Api, set[str]]) -
         exports=exports,
     )
     assert v.breaks == [
-        "llama_params (ffiTypeParams) field 2 (b1: n_threads): binding offset 8, b1 offset 4",
-        "llama_params (ffiTypeParams) field 2 (b1: n_threads): binding float4 (float 4 bytes), "
-        "b1 int32_t (signed int 4 bytes)",
-        "llama_params (ffiTypeParams) field 3 (b1: scale): binding offset 4, b1 offset 8",
-        "llama_params (ffiTypeParams) field 3 (b1: scale): binding int4 (signed int 4 bytes), "
-        "b1 float (float 4 bytes)",
+        "llama_params field 2 (n_threads): binding offset 8, b1 offset 4 (as ffiTypeParams[1])",
+        "llama_params field 2 (n_threads): binding float4 (float 4 bytes), b1 int32_t "
+        "(signed int 4 bytes) (as ffiTypeParams[1])",
+        "llama_params field 3 (scale): binding offset 4, b1 offset 8 (as ffiTypeParams[2])",
+        "llama_params field 3 (scale): binding int4 (signed int 4 bytes), b1 float "
+        "(float 4 bytes) (as ffiTypeParams[2])",
     ]
 
 

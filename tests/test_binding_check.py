@@ -16,9 +16,10 @@ import pytest
 
 from harness.abi import parse_headers
 from harness.abi.model import Api
-from harness.binding import fetch
+from harness.binding import fetch, releases
 from harness.binding.check import check, exports_of
 from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
+from harness.binding.releases import ReleaseAbi
 
 HEADER = """\
 #include <stdint.h>
@@ -26,7 +27,8 @@ HEADER = """\
 #define LLAMA_API __attribute__((visibility("default")))
 struct llama_model;
 typedef int32_t llama_token;
-enum llama_kind { LLAMA_KIND_A = 0, LLAMA_KIND_B = 2 };
+enum llama_kind { LLAMA_KIND_A = 0, LLAMA_KIND_B = 2, LLAMA_KIND_COUNT = 3 };
+struct llama_kv { char key[8]; union { int64_t i; double f; }; };
 struct llama_params {
     uint32_t n_ctx;
     int32_t  n_threads;
@@ -218,6 +220,36 @@ def test_enum_value(release: tuple[Api, set[str]]) -> None:
     assert "constant LLAMA_KIND_Z" in v.unmapped
 
 
+def test_a_count_sentinel_is_a_warning(release: tuple[Api, set[str]]) -> None:
+    d = good()
+    d.constants["LLAMA_KIND_COUNT"] = 2
+    v = check(d, release[0], release="b1", structs={}, exports=release[1])
+    assert v.breaks == []
+    assert "LLAMA_KIND_COUNT: binding 2, b1 3 (a count, not a value any call takes)" in v.warnings
+
+
+def test_a_named_union_matches_an_anonymous_one(release: tuple[Api, set[str]]) -> None:
+    """llama-cpp-python names the union that llama.h leaves anonymous in llama_model_kv_override."""
+    d = good()
+    d.structs["llama_kv"] = StructDecl(
+        "llama_kv",
+        (
+            FieldDecl("key", t("array", 8, count=8), 0),
+            FieldDecl("value", t("struct", 8, struct="llama_kv_value"), 8),
+        ),
+        16,
+        "mine.py:30",
+    )
+    assert run(d, release) == ([], [])
+    d.structs["llama_kv"] = dataclasses.replace(
+        d.structs["llama_kv"], fields=(d.structs["llama_kv"].fields[0], FieldDecl("value", I32, 8))
+    )
+    assert run(d, release)[0] == [
+        "llama_kv.(anonymous union): binding int4 (signed int 4 bytes), b1 llama_kv._anon0 "
+        "(struct 8 bytes) (as llama_kv.value)"
+    ]
+
+
 def test_signedness_is_a_warning(release: tuple[Api, set[str]]) -> None:
     breaks, warnings = run(_with_fn(fn("llama_count", [PTR, I32], I32)), release)
     assert breaks == []
@@ -393,3 +425,35 @@ def test_unreadable_source_exits_2(tmp_path: Path) -> None:
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
     done = cli("binding-check", str(bad), "b1", "--live", cache=tmp_path / "c")
     assert done.returncode == 2 and "--live needs an installable Python binding" in done.stderr
+
+
+# -- the range search ----------------------------------------------------------------------------
+
+BROKEN_HEADER = HEADER.replace("    uint32_t n_ctx;\n", "    uint32_t seed;\n    uint32_t n_ctx;\n")
+
+
+def test_scan_finds_the_edges_of_the_compatible_range(tmp_path: Path) -> None:
+    """20 releases, compatible from the 6th to the 13th: the search names exactly those edges
+    without checking all twenty."""
+    apis = {}
+    for kind, text in (("ok", HEADER), ("bad", BROKEN_HEADER)):
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "llama.h").write_text(text)
+        apis[kind] = parse_headers(tmp_path / kind)
+    points = [f"b{100 + i}" for i in range(20)]
+    asked: list[str] = []
+
+    def abi_of(tag: str) -> ReleaseAbi:
+        asked.append(tag)
+        ok = 105 <= int(tag[1:]) <= 112
+        return ReleaseAbi(tag, tag, apis["ok" if ok else "bad"], None)
+
+    found = releases.scan(good(), points, abi_of)
+    assert found.ranges() == [(5, 12)]
+    assert len(asked) == len(set(asked)) < 20
+    [line] = found.summary()
+    assert line.startswith(
+        "mine: b105 … b112 (b104 breaks); first break b113: llama_params.n_ctx: binding offset 0, "
+        "b113 offset 4 "
+    )
+    assert line.endswith(f"(checked {len(asked)} of 20 releases)")

@@ -161,9 +161,10 @@ class _Checker:
         if b.size != c.size:
             breaks.append(f"{where}: {ours}, {theirs}")
             return
-        if b.kind == "struct" and b.struct and c.cls == "struct":
-            mapped = self.c_of.get(b.struct, b.struct)
-            if mapped != c.name:
+        if b.kind == "struct" and b.struct in self.c_of and c.cls == "struct":
+            mapped = self.c_of[b.struct]
+            record = self.api.structs.get(c.name)
+            if mapped != c.name and (record is None or record.c_name):  # C can name it
                 breaks.append(f"{where}: binding struct {b.struct} ({mapped}), {self.rel} {c.name}")
         if b.kind == "array" and b.count is not None and c.count and b.count != c.count:
             breaks.append(f"{where}: binding {b.count} elements, {self.rel} {c.count}")
@@ -242,12 +243,13 @@ class _Checker:
 
     def _by_name(self, c_name: str, b: StructDecl, s: Struct) -> None:
         theirs = {_norm(f.name): f for f in s.fields if not f.anonymous}
+        anonymous = {f.offset: f for f in s.fields if f.anonymous}
         seen: set[str] = set()
         for bf in b.fields:
             if not _named(bf):
                 continue
             key = _norm(bf.name)
-            cf = theirs.get(key)
+            cf = theirs.get(key) or anonymous.get(bf.offset)  # a named union C leaves unnamed
             if cf is None:
                 self.out.breaks.append(
                     f"{c_name}.{bf.name}: in the binding (offset {_off(bf.offset)}), not in "
@@ -255,7 +257,7 @@ class _Checker:
                 )
                 continue
             seen.add(key)
-            here = f"{c_name}.{cf.name}"
+            here = f"{c_name}.{f'(anonymous {cf.type.kind})' if cf.anonymous else cf.name}"
             alias = "" if (b.name, bf.name) == (c_name, cf.name) else f" (as {b.name}.{bf.name})"
             self._field(here, alias, bf, cf)
         for key, cf in theirs.items():
@@ -299,8 +301,13 @@ class _Checker:
             except KeyError:
                 self.out.unmapped.append(f"constant {name}")
                 continue
-            if theirs != value:
-                self.out.breaks.append(f"{name}: binding {value}, {self.rel} {theirs}")
+            if theirs == value:
+                continue
+            line = f"{name}: binding {value}, {self.rel} {theirs}"
+            if name.endswith("_COUNT"):  # a sentinel that sizes tables, never passed to a call
+                self.out.warnings.append(f"{line} (a count, not a value any call takes)")
+            else:
+                self.out.breaks.append(line)
 
 
 class _Suffixed(list[str]):

@@ -91,12 +91,22 @@ class Scan:
         tail = f"(checked {len(self.verdicts)} of {len(self.points)} releases)"
         runs = self.ranges()
         if not runs:
-            return [f"{head}no compatible release found {tail}"]
+            checked = [v for v in self.verdicts.values() if not v.error]
+            if not checked:
+                return [f"{head}no release could be checked {tail}"]
+            near = min(checked, key=lambda v: len(v.breaks))
+            return [
+                f"{head}no compatible release found {tail}; closest {near.release} with "
+                f"{len(near.breaks)} break(s), the first: {near.breaks[0]}"
+            ]
         out = []
         for a, b in runs:
             first, last = self.verdicts[a], self.verdicts[b]
             span = first.release if a == b else f"{first.release} … {last.release}"
             line = f"{head}{span}"
+            before = max((j for j in self.verdicts if j < a), default=None)
+            if before is not None:
+                line += f" ({self.verdicts[before].release} {self.verdicts[before].verdict})"
             after = _next_checked(self, b)
             if after is not None:
                 brk = self.verdicts[after]

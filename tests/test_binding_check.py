@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -16,10 +17,15 @@ import pytest
 
 from harness.abi import parse_headers
 from harness.abi.model import Api
+from harness.abi.release import release_api
 from harness.binding import fetch, releases
 from harness.binding.check import check, exports_of
 from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
+from harness.binding.read import read_binding
 from harness.binding.releases import ReleaseAbi
+from harness.errors import SourceError
+from harness.load.loader import find_libdir
+from tests import realbuilds
 
 HEADER = """\
 #include <stdint.h>
@@ -457,3 +463,107 @@ def test_scan_finds_the_edges_of_the_compatible_range(tmp_path: Path) -> None:
         "b113 offset 4 "
     )
     assert line.endswith(f"(checked {len(asked)} of 20 releases)")
+
+
+# -- real bindings nobody here wrote, against real releases --------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+# ../shared/bindings beside the checkout (LLAMA_HARNESS_BINDINGS elsewhere, e.g. a worktree)
+BINDINGS = Path(os.environ.get("LLAMA_HARNESS_BINDINGS") or ROOT.parent / "shared" / "bindings")
+
+
+def gollama() -> Path:
+    path = BINDINGS / "gollama.cpp"
+    if not (path / "gollama.go").is_file():
+        pytest.skip(f"{path} is absent: the gollama.cpp sources come from ../shared/bindings")
+    return path
+
+
+def real_release(tag: str) -> ReleaseAbi:
+    """A real release: its own headers, the exports of its npm linux-x64 build."""
+    res = realbuilds.provision([tag])[tag]
+    assert res.stored and res.build
+    api = release_api(realbuilds.downloader(), res)
+    exports = exports_of(find_libdir(Path(res.stored.path)))
+    return ReleaseAbi(tag, res.build, api, exports, "linux x64 cpu (npm)")
+
+
+def requirement_tree(spec: str) -> Path:
+    try:
+        return fetch.fetch(realbuilds.CACHE, spec)[1]
+    except SourceError as err:
+        pytest.skip(f"PyPI unreachable: {err}")
+
+
+@pytest.mark.parametrize("tag", ["b6845", "b7324", "b8390"])
+def test_gollama_context_params_misplaced(tag: str) -> None:
+    """gollama.cpp (pinned b6862) still has `seed` first and `logits` near the end of its
+    LlamaContextParams and its libffi descriptor: 120 bytes like b6845's struct, every field
+    after the first misplaced."""
+    v = releases.check_release(read_binding(gollama()), real_release(tag))
+    assert v.verdict == "breaks"
+    breaks = set(v.breaks)
+    for how in ("LlamaContextParams.NCtx", "ffiTypeLlamaContextParams.n_ctx"):
+        assert f"llama_context_params.n_ctx: binding offset 4, {tag} offset 0 (as {how})" in breaks
+    assert (
+        f"llama_context_params.Seed: in the binding (offset 0), not in {tag} "
+        "(LlamaContextParams, gollama.go:288)" in breaks
+    )
+    assert any(b.startswith("llama_context_params.flash_attn_type: in ") for b in breaks)
+    # the descriptor's argument order bug, and ggml_op values from before GGML_OP_ADD1
+    assert f"GGML_OP_SUB: binding 3, {tag} 6" in breaks
+    assert any(b.startswith("llama_sampler_init_mirostat_v2 argument 1 (seed)") for b in breaks)
+    if tag != "b8390":  # the same 120 bytes: a size check alone says nothing
+        assert not [b for b in breaks if b.startswith("llama_context_params: binding size")]
+
+
+@pytest.mark.parametrize("tag", ["b8390", "b10361", "v0.5.0"])
+def test_llama_cpp_python_0_3_36_names_what_import_needs(tag: str) -> None:
+    """`from llama_cpp import Llama` fails on these releases: the static check names why."""
+    decl = read_binding(requirement_tree("llama-cpp-python==0.3.36"))
+    v = releases.check_release(decl, real_release(tag))
+    missing = {b.split(":")[0] for b in v.breaks if "nor exported by its libraries" in b}
+    assert "llama_batch_ext_init" in missing
+    # v0.5.0 declares and exports llama_version; the two older ones lack it
+    assert ("llama_version" in missing) == (tag != "v0.5.0")
+
+
+def test_llama_cpp_python_live_agrees_with_the_static_check(tmp_path: Path) -> None:
+    """0.3.16 installed without its native part (~35 s on first use, then cached in the test
+    cache): compatible with b6133 by the static check, and its own Llama API gives the
+    reference's greedy tokens there; on b6301 both name llama_get_kv_self."""
+    realbuilds.need_linux_x64_and_npm()
+    requirement_tree("llama-cpp-python==0.3.16")
+    realbuilds.provision(["b6133", "b6301"])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--cache-dir",
+            str(realbuilds.CACHE),
+            "--source",
+            "npm",
+            "--json",
+            "binding-check",
+            "llama-cpp-python==0.3.16",
+            "b6133",
+            "b6301",
+            "--live",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stderr
+    ok, broken = json.loads(done.stdout)
+    assert ok["verdict"] == "compatible" and ok["live"]["what"] == "pass", ok
+    assert ok["live"]["tokens"] == ok["live"]["expected"]
+    assert broken["verdict"] == "breaks"
+    assert any(b.startswith("llama_get_kv_self: not declared") for b in broken["breaks"])
+    live = broken["live"]
+    assert (live["what"], live["detail"], live["stage"]) == (
+        "missing symbol",
+        "llama_get_kv_self",
+        "import",
+    )

@@ -229,14 +229,14 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     diffs = _api_diffs(list(rows.values()), apis)
     if wanted is not None:
         _manifest(list(rows.values()), apis, wanted, str(opts.manifest))
-    extra: dict[str, Any] = {}
+    more: dict[str, Any] = {}
     if decl is not None:
-        extra["binding"] = _binding(decl, str(opts.binding), results, rows, apis)
+        more["binding"] = _binding(decl, str(opts.binding), results, rows, apis)
     for row in rows.values():
         _fold_static(row)
     if "bench" in opts.suites:
         _bench(dl, results, rows, specs, opts)
-    rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs, **extra})
+    rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs, **more})
     from harness.report.compare import compare
 
     rep["comparison"] = compare(rep, opts.baseline)

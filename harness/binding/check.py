@@ -114,7 +114,7 @@ def _shape(t: CType, api: Api, *, as_param: bool = False) -> _Shape:
 def _say(cls: str, size: int | None, signed: bool | None = None) -> str:
     if cls == "void":
         return "void"
-    prefix = {True: "signed ", False: "unsigned "}.get(signed, "") if cls == "int" else ""
+    prefix = "" if cls != "int" or signed is None else ("signed " if signed else "unsigned ")
     return f"{prefix}{cls} {size if size is not None else '?'} bytes"
 
 
@@ -249,7 +249,9 @@ class _Checker:
             if not _named(bf):
                 continue
             key = _norm(bf.name)
-            cf = theirs.get(key) or anonymous.get(bf.offset)  # a named union C leaves unnamed
+            cf = theirs.get(key)
+            if cf is None and bf.offset is not None:  # a named union C leaves unnamed
+                cf = anonymous.get(bf.offset)
             if cf is None:
                 self.out.breaks.append(
                     f"{c_name}.{bf.name}: in the binding (offset {_off(bf.offset)}), not in "
@@ -317,7 +319,7 @@ class _Suffixed(list[str]):
         super().__init__()
         self.target, self.suffix = target, suffix
 
-    def append(self, line: str) -> None:  # type: ignore[override]
+    def append(self, line: str) -> None:
         self.target.append(line + self.suffix)
 
 

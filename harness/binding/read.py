@@ -98,7 +98,8 @@ def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
                     if len(wanted) == 2:
                         break
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise BindingUnreadable(f"{archive}: not a readable sdist archive: {err}") from err
+        detail = (str(err).splitlines() or [type(err).__name__])[0].rstrip(":")
+        raise BindingUnreadable(f"{archive}: not a readable sdist archive: {detail}") from err
     if "module" not in wanted:
         raise BindingUnreadable(f"{archive}: no binding found (no {_SDIST_MODULE} in the sdist)")
     name = _pkg_info_name(wanted.get("PKG-INFO", b"")) or archive.name

@@ -161,6 +161,8 @@ def test_ctypes_plain_assignment_style() -> None:
         "llama_batch_init",
         "llama_init_from_model",
         "llama_max_devices",
+        "llama_model_has_encoder",
+        "llama_n_vocab",
         "llama_time_us",
         "llama_vocab_n_tokens",
     ]
@@ -176,6 +178,12 @@ def test_ctypes_plain_assignment_style() -> None:
     assert decl.functions["llama_vocab_n_tokens"].params is not None  # through an alias
     assert decl.functions["llama_time_us"].result.size == 8  # type: ignore[union-attr]
     assert decl.constants == {"LLAMA_SESSION_VERSION": 9}
+    # prototype style: CFUNCTYPE(restype, *argtypes)(("symbol", lib)), directly or by a name
+    n_vocab, encoder = decl.functions["llama_n_vocab"], decl.functions["llama_model_has_encoder"]
+    assert n_vocab.params is not None and [p.kind for p in n_vocab.params] == ["pointer"]
+    assert n_vocab.result is not None and (n_vocab.result.kind, n_vocab.result.size) == ("int", 4)
+    assert encoder.result is not None and encoder.result.kind == "bool"
+    assert encoder.where == "plain.py:42"
 
 
 def test_ctypes_windows_target_is_llp64() -> None:
@@ -253,6 +261,7 @@ def test_go_registrations_followed_through_helpers(tiny: BindingDecl) -> None:
         "llama_get_logits",  # register(lib, name, fptr): arguments in its own order
         "llama_log_set",  # through unsafe.Pointer(&fn)
         "llama_model_desc",  # purego.RegisterFunc(&fn, purego.Dlsym(lib, "..."))
+        "llama_n_vocab",  # a struct's function field: &lib.nVocab
         "llama_printf",
         "llama_split",
         "llama_tokenize",  # track := func(f, n) { register(libHandle, n, f) }
@@ -273,7 +282,7 @@ def test_go_registrations_followed_through_helpers(tiny: BindingDecl) -> None:
     log_set = tiny.functions["llama_log_set"].params
     assert log_set is not None and log_set[0].kind == "pointer"  # a Go func: purego callback
     assert tiny.problems == [
-        "binding.go:100: registers local, not a package-level function variable",
+        "binding.go:110: registers local: no package-level function variable or field",
         "binding.go:74: llamaSplit returns (int32, error): not one C value",
         "binding.go:75: llamaNeverBound is declared but never registered",
         "ffi.go:30: ffiTypeOdd: unknown ffi element &ffi.TypeMystery",

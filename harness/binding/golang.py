@@ -58,6 +58,7 @@ class _Package:
     consts: list[tuple[str, Node, int]] = field(default_factory=list)  # name, expr, iota
     strings: dict[str, str] = field(default_factory=dict)  # string constants
     funcvars: dict[str, tuple[Node, str]] = field(default_factory=dict)  # name → (func type, where)
+    fields: set[str] = field(default_factory=set)  # funcvars that are struct fields
     ffi: dict[str, tuple[Node, str]] = field(default_factory=dict)  # name → (value, where)
     resolving: set[str] = field(default_factory=set)
     layouts: dict[str, TypeRef] = field(default_factory=dict)  # Go struct → its TypeRef
@@ -76,12 +77,24 @@ class _Package:
                         )
                         if name is not None and typ is not None:
                             self.types[text(name)] = (typ, _where(rel, spec))
+                            self.func_fields(typ, rel)
             elif decl.type == "const_declaration":
                 self.const_block(decl)
             elif decl.type == "var_declaration":
                 for spec in walk(decl):
                     if spec.type == "var_spec":
                         self.var_spec(spec, rel)
+
+    def func_fields(self, typ: Node, rel: str) -> None:
+        """Function-typed struct fields: `purego.RegisterLibFunc(&lib.Decode, h, "...")`."""
+        if typ.type != "struct_type":
+            return
+        for fd in walk(typ):
+            ftype = fd.child_by_field_name("type") if fd.type == "field_declaration" else None
+            if ftype is not None and ftype.type == "function_type":
+                for name in fd.children_by_field_name("name"):
+                    self.funcvars.setdefault(text(name), (ftype, _where(rel, fd)))
+                    self.fields.add(text(name))
 
     def const_block(self, decl: Node) -> None:
         """Constants with Go's rules: `iota` counts specs; a bare spec repeats the last list."""
@@ -279,7 +292,8 @@ class _Package:
         for var, (func_type, where) in self.funcvars.items():
             symbols = registered.get(var)
             if not symbols:
-                self.decl.problems.append(f"{where}: {var} is declared but never registered")
+                if var not in self.fields:  # a struct's callback field is no C function
+                    self.decl.problems.append(f"{where}: {var} is declared but never registered")
                 continue
             params: list[TypeRef] = []
             variadic = False

@@ -232,7 +232,9 @@ class Registrations:
     def _register(self, var: str, symbol: str | None, node: Node, rel: str) -> None:
         where = f"{rel}:{node.start_point[0] + 1}"
         if var not in self.funcvars:
-            self.problems.append(f"{where}: registers {var}, not a package-level function variable")
+            self.problems.append(
+                f"{where}: registers {var}: no package-level function variable or field"
+            )
         elif symbol is None:
             self.problems.append(f"{where}: registers {var} under a symbol it cannot read")
         elif symbol not in self.symbols.setdefault(var, []):

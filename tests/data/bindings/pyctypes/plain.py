@@ -35,3 +35,8 @@ getattr(_lib, "llama_max_devices").restype = c_size_t
 _lib["llama_time_us"].restype = ct.c_int64
 
 LLAMA_SESSION_VERSION = 9
+
+# prototype style: a CFUNCTYPE called with (symbol, library)
+llama_n_vocab = ct.CFUNCTYPE(c_int32, voidp)(("llama_n_vocab", _lib))
+_bool_of_ctx = ct.CFUNCTYPE(ct.c_bool, voidp)
+llama_model_has_encoder = _bool_of_ctx(("llama_model_has_encoder", _lib))

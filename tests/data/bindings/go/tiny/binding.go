@@ -78,6 +78,15 @@ var (
 
 var libHandle uintptr
 
+// Functions as struct fields, registered through the struct.
+type library struct {
+	handle   uintptr
+	nVocab   func(vocab uintptr) int32
+	progress func(p float32) bool // a callback slot, never registered: not a C function
+}
+
+var lib library
+
 // register puts its arguments in its own order: the reader must follow which is which.
 func register(lib uintptr, name string, fptr interface{}) {
 	purego.RegisterLibFunc(fptr, lib, name)
@@ -96,6 +105,7 @@ func load() {
 	track(&llamaPrintf, "llama_printf")
 	track(&llamaSplit, "llama_split")
 	track(&llamaDataByPointer, "llama_data_by_pointer")
+	purego.RegisterLibFunc(&lib.nVocab, lib.handle, "llama_n_vocab")
 	var local func()
 	track(&local, "llama_local")
 }

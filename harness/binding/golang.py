@@ -8,8 +8,7 @@ What a Go binding declares about the C ABI sits in three places, all read here:
   through their bodies, so what matters is which of their parameters reach a registrar's
   function and symbol arguments (see `registration.py`);
 - libffi descriptors (`ffi.Type{Type: ffi.Struct, Elements: ...}`), which describe structs to
-  libffi by C rules, whatever the Go struct next to them says. Each element's trailing comment,
-  when it is one word, names the field.
+  libffi by C rules, whatever the Go struct next to them says (see `goffi.py`).
 
 Go-only structs (a loader's state) are left out: a struct is kept when a registered function's
 signature reaches it, when it has an ffi descriptor, or when its name starts like the C API's
@@ -18,18 +17,15 @@ signature reaches it, when it has an ffi descriptor, or when its name starts lik
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
 
-from harness.binding.layout import c_scalars, c_struct, go_struct, normalize_target
+from harness.binding.goffi import ffi_structs, is_ffi_type
+from harness.binding.gotree import Node, parser, text, walk
+from harness.binding.layout import go_struct, normalize_target
 from harness.binding.model import BindingDecl, FunctionDecl, StructDecl, TypeRef
 from harness.binding.registration import Registrations, symbol_text
 from harness.errors import BindingUnreadable
 
-Node = Any  # tree_sitter.Node; the package ships no stubs mypy can use
 _GO_BASIC: dict[str, tuple[str, int, bool | None]] = {
     "bool": ("bool", 1, None),
     "int8": ("int", 1, True),
@@ -51,51 +47,7 @@ _GO_BASIC: dict[str, tuple[str, int, bool | None]] = {
 # Go values with no C counterpart: (size, align) in Go's own memory layout.
 _GO_ONLY = {"string": (16, 8), "slice": (24, 8), "interface": (16, 8), "complex64": (8, 4)}
 _GO_ONLY |= {"complex128": (16, 8), "map": (8, 8), "chan": (8, 8), "func": (8, 8)}
-_FFI_SCALARS = {
-    "TypeVoid": "void",
-    "TypeUint8": "uint8_t",
-    "TypeSint8": "int8_t",
-    "TypeUint16": "uint16_t",
-    "TypeSint16": "int16_t",
-    "TypeUint32": "uint32_t",
-    "TypeSint32": "int32_t",
-    "TypeUint64": "uint64_t",
-    "TypeSint64": "int64_t",
-    "TypeFloat": "float",
-    "TypeDouble": "double",
-    "TypeLongdouble": "long double",
-    "TypePointer": "pointer",
-    "TypeUchar": "unsigned char",
-    "TypeSchar": "signed char",
-    "TypeUshort": "unsigned short",
-    "TypeSshort": "short",
-    "TypeUint": "unsigned int",
-    "TypeSint": "int",
-    "TypeUlong": "unsigned long",
-    "TypeSlong": "long",
-}
 _PREFIXES = ("llama", "ggml")
-
-
-@cache
-def _parser() -> Any:
-    # Imported here: only reading a Go binding needs the grammar.
-    import tree_sitter_go
-    from tree_sitter import Language, Parser
-
-    return Parser(Language(tree_sitter_go.language()))
-
-
-def text(node: Node) -> str:
-    return node.text.decode("utf-8", "replace")
-
-
-def walk(node: Node) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
 
 
 @dataclass
@@ -106,6 +58,7 @@ class _Package:
     consts: list[tuple[str, Node, int]] = field(default_factory=list)  # name, expr, iota
     strings: dict[str, str] = field(default_factory=dict)  # string constants
     funcvars: dict[str, tuple[Node, str]] = field(default_factory=dict)  # name → (func type, where)
+    fields: set[str] = field(default_factory=set)  # funcvars that are struct fields
     ffi: dict[str, tuple[Node, str]] = field(default_factory=dict)  # name → (value, where)
     resolving: set[str] = field(default_factory=set)
     layouts: dict[str, TypeRef] = field(default_factory=dict)  # Go struct → its TypeRef
@@ -124,12 +77,24 @@ class _Package:
                         )
                         if name is not None and typ is not None:
                             self.types[text(name)] = (typ, _where(rel, spec))
+                            self.func_fields(typ, rel)
             elif decl.type == "const_declaration":
                 self.const_block(decl)
             elif decl.type == "var_declaration":
                 for spec in walk(decl):
                     if spec.type == "var_spec":
                         self.var_spec(spec, rel)
+
+    def func_fields(self, typ: Node, rel: str) -> None:
+        """Function-typed struct fields: `purego.RegisterLibFunc(&lib.Decode, h, "...")`."""
+        if typ.type != "struct_type":
+            return
+        for fd in walk(typ):
+            ftype = fd.child_by_field_name("type") if fd.type == "field_declaration" else None
+            if ftype is not None and ftype.type == "function_type":
+                for name in fd.children_by_field_name("name"):
+                    self.funcvars.setdefault(text(name), (ftype, _where(rel, fd)))
+                    self.fields.add(text(name))
 
     def const_block(self, decl: Node) -> None:
         """Constants with Go's rules: `iota` counts specs; a bare spec repeats the last list."""
@@ -150,7 +115,7 @@ class _Package:
         for i, name in enumerate(names):
             if typ is not None and typ.type == "function_type":
                 self.funcvars[text(name)] = (typ, _where(rel, spec))
-            elif i < len(values) and _is_ffi_type(values[i]):
+            elif i < len(values) and is_ffi_type(values[i]):
                 self.ffi[text(name)] = (values[i], _where(rel, spec))
 
     # ---- constants ---------------------------------------------------------------------------
@@ -327,7 +292,8 @@ class _Package:
         for var, (func_type, where) in self.funcvars.items():
             symbols = registered.get(var)
             if not symbols:
-                self.decl.problems.append(f"{where}: {var} is declared but never registered")
+                if var not in self.fields:  # a struct's callback field is no C function
+                    self.decl.problems.append(f"{where}: {var} is declared but never registered")
                 continue
             params: list[TypeRef] = []
             variadic = False
@@ -360,85 +326,9 @@ class _Package:
         self.reach(node)
         return self.type_ref(node, param=True)
 
-    def ffi_structs(self) -> None:
-        scalars = c_scalars(self.target)
-        done: dict[str, TypeRef] = {}
-
-        def build(name: str, trail: tuple[str, ...]) -> TypeRef:
-            if name in done:
-                return done[name]
-            value, where = self.ffi[name]
-            members: list[tuple[str, TypeRef, int | None]] = []
-            for i, (element, label) in enumerate(_ffi_elements(value)):
-                spelling = text(element)
-                target = spelling.lstrip("&")
-                short = target.rsplit(".", 1)[-1]
-                if target in self.ffi and target not in trail:
-                    ref = build(target, (*trail, name))
-                    ref = TypeRef(spelling, "struct", ref.size, ref.align, struct=target)
-                elif "." in target and short in _FFI_SCALARS:
-                    ref = scalars[_FFI_SCALARS[short]].ref(spelling)
-                else:
-                    self.decl.problems.append(f"{where}: {name}: unknown ffi element {spelling}")
-                    ref = TypeRef(spelling, "unknown", None)
-                members.append((label or f"elements[{i}]", ref, None))
-            fields, size, align = c_struct(members)
-            self.decl.structs[name] = StructDecl(name, fields, size, where, "ffi.Type")
-            done[name] = TypeRef(name, "struct", size, align, struct=name)
-            return done[name]
-
-        for name in self.ffi:
-            build(name, ())
-
 
 def _where(rel: str, node: Node) -> str:
     return f"{rel}:{node.start_point[0] + 1}"
-
-
-def _is_ffi_type(node: Node) -> bool:
-    """`ffi.Type{...}` or `ffi.NewType(...)`, whatever the package is imported as."""
-    if node.type == "composite_literal":
-        typ = node.child_by_field_name("type")
-        return typ is not None and typ.type == "qualified_type" and text(typ).endswith(".Type")
-    if node.type == "call_expression":
-        return text(node.child_by_field_name("function")).endswith(".NewType")
-    return False
-
-
-def _ffi_elements(value: Node) -> Iterator[tuple[Node, str | None]]:
-    """Each element of a descriptor (up to the terminating nil), with its comment's word."""
-    if value.type == "call_expression":
-        args = value.child_by_field_name("arguments")
-        items = list(args.children) if args is not None else []
-    else:
-        elements = None
-        for node in walk(value):
-            if node.type == "keyed_element" and text(node).startswith("Elements"):
-                elements = node
-                break
-        if elements is None:
-            return
-        body = next((n for n in walk(elements) if n.type == "literal_value"), None)
-        items = list(body.children) if body is not None else []
-    pending: Node | None = None
-    for item in items:
-        if item.type == "comment" and pending is not None:
-            if item.start_point[0] == pending.start_point[0]:
-                word = text(item).lstrip("/").strip()
-                yield pending, word if re.fullmatch(r"[A-Za-z_]\w*", word) else None
-                pending = None
-            continue
-        if item.type in ("(", ")", "{", "}", ",", "comment"):
-            continue
-        if pending is not None:
-            yield pending, None
-            pending = None
-        element = item.named_children[0] if item.type == "literal_element" else item
-        if element.type == "nil":
-            return
-        pending = element
-    if pending is not None:
-        yield pending, None
 
 
 def _go_int(literal: str) -> int | None:
@@ -474,7 +364,7 @@ def read_package(
     package = _Package(decl.target, decl)
     trees = []
     for rel, source in files:
-        tree = _parser().parse(source)
+        tree = parser().parse(source)
         if tree.root_node.has_error:
             bad = next(n for n in walk(tree.root_node) if n.type == "ERROR" or n.is_missing)
             raise BindingUnreadable(f"{rel}:{bad.start_point[0] + 1}: not valid Go")
@@ -487,6 +377,6 @@ def read_package(
     registrations.resolve()
     decl.problems.extend(registrations.problems)
     package.functions(registrations.symbols)
-    package.ffi_structs()
+    ffi_structs(package.ffi, decl)
     package.keep()
     return decl

@@ -90,6 +90,7 @@ class _Module:
     records: dict[str, _Record] = field(default_factory=dict)
     ints: dict[str, int] = field(default_factory=dict)
     symbols: dict[str, str] = field(default_factory=dict)  # variable → symbol it holds
+    prototypes: dict[str, ast.Call] = field(default_factory=dict)  # variable → CFUNCTYPE(...)
     pending: dict[str, _Pending] = field(default_factory=dict)
 
     def where(self, node: ast.AST) -> str:
@@ -230,8 +231,10 @@ class _Module:
         if not isinstance(target, ast.Name):
             return
         name = target.id
-        for table in (self.types, self.ints, self.symbols):
+        for table in (self.types, self.ints, self.symbols, self.prototypes):
             table.pop(name, None)
+        if self.prototype_call(value, stmt):
+            return
         if (number := self.integer(value)) is not None:
             self.ints[name] = number
             if not name.startswith("_"):
@@ -242,6 +245,8 @@ class _Module:
             self.symbols[name] = symbol
         elif (ref := self._type(value)) is not None:
             self.types[name] = ref
+            if isinstance(value, ast.Call) and self.ctypes_attr(value.func) in _FUNCTYPES:
+                self.prototypes[name] = value
 
     def symbol_of(self, node: ast.expr) -> str | None:
         """The C symbol a `lib.llama_x` / `lib["llama_x"]` / `getattr(lib, "llama_x")` names."""
@@ -258,6 +263,27 @@ class _Module:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 return arg.value
         return None
+
+    def prototype_call(self, value: ast.expr, stmt: ast.stmt) -> bool:
+        """`CFUNCTYPE(restype, *argtypes)(("llama_x", lib))`, or a prototype variable called so."""
+        if not (isinstance(value, ast.Call) and value.args):
+            return False
+        spec, proto = value.args[0], value.func
+        if isinstance(proto, ast.Name):
+            proto = self.prototypes.get(proto.id, proto)
+        is_proto = isinstance(proto, ast.Call) and self.ctypes_attr(proto.func) in _FUNCTYPES
+        if not (is_proto and isinstance(spec, ast.Tuple) and spec.elts):
+            return False
+        first = spec.elts[0]
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+            return False
+        assert isinstance(proto, ast.Call)
+        types = [self.type_of(arg) for arg in proto.args]
+        result = types[0] if types else TypeRef("None", "void", 0)
+        self.decl.functions[first.value] = FunctionDecl(
+            first.value, tuple(types[1:]), result, self.where(stmt)
+        )
+        return True
 
     def function_attr(self, symbol: str, attr: str, value: ast.expr, stmt: ast.stmt) -> None:
         pending = self.pending.setdefault(symbol, _Pending(self.where(stmt)))

@@ -17,38 +17,25 @@ passes `&someFunctionVariable` and a string literal.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-Node = Any  # tree_sitter.Node
+from harness.binding.gotree import Node, text, walk
+
 _ROOTS = {"purego.RegisterLibFunc": (0, 2), "purego.RegisterFunc": (0, 1)}
 _CONVERSIONS = {"unsafe.Pointer", "uintptr", "interface{}", "any"}
 _LOOKUP = re.compile(r"(?i)dlsym|procaddress|getsymbol|findsymbol")
-
-
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8", "replace")
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
 
 
 def symbol_text(node: Node, strings: dict[str, str]) -> str | None:
     """The string a symbol argument holds: a literal, a string constant, or `Dlsym(h, "x")`."""
     kind = node.type
     if kind in ("interpreted_string_literal", "raw_string_literal"):
-        return _text(node)[1:-1]
+        return text(node)[1:-1]
     if kind == "identifier":
-        return strings.get(_text(node))
+        return strings.get(text(node))
     if kind == "parenthesized_expression" and node.named_child_count == 1:
         return symbol_text(node.named_children[0], strings)
-    if kind == "call_expression" and _LOOKUP.search(_text(node.child_by_field_name("function"))):
+    if kind == "call_expression" and _LOOKUP.search(text(node.child_by_field_name("function"))):
         args = node.child_by_field_name("arguments")
         found = [symbol_text(a, strings) for a in (args.named_children if args else [])]
         return next((s for s in reversed(found) if s is not None), None)
@@ -62,7 +49,7 @@ def _strip(node: Node) -> Node:
             node = node.named_children[0]
         elif node.type == "call_expression":
             fn, args = node.child_by_field_name("function"), node.child_by_field_name("arguments")
-            if _text(fn) not in _CONVERSIONS or args is None or args.named_child_count != 1:
+            if text(fn) not in _CONVERSIONS or args is None or args.named_child_count != 1:
                 return node
             node = args.named_children[0]
         else:
@@ -72,13 +59,13 @@ def _strip(node: Node) -> Node:
 def _address_of(node: Node) -> str | None:
     """`x` for `&x` (or `&pkg.x`)."""
     node = _strip(node)
-    if node.type != "unary_expression" or _text(node.child_by_field_name("operator")) != "&":
+    if node.type != "unary_expression" or text(node.child_by_field_name("operator")) != "&":
         return None
     operand = node.child_by_field_name("operand")
     if operand.type == "identifier":
-        return _text(operand)
+        return text(operand)
     if operand.type == "selector_expression":
-        return _text(operand.child_by_field_name("field"))
+        return text(operand.child_by_field_name("field"))
     return None
 
 
@@ -109,7 +96,7 @@ class Registrations:
 
     def learn(self, root: Node, rel: str) -> None:
         """Collect one file's helpers, calls and composite literals."""
-        for node in _walk(root):
+        for node in walk(root):
             if node.type in ("function_declaration", "method_declaration"):
                 self._helper(node.child_by_field_name("name"), node)
             elif node.type in ("short_var_declaration", "assignment_statement", "var_spec"):
@@ -133,11 +120,11 @@ class Registrations:
         params: list[str] = []
         for pd in plist.named_children:
             names = pd.children_by_field_name("name")
-            params.extend(_text(n) for n in names) if names else params.append("_")
-        self.helpers.append(_Helper(_text(name), params, body))
+            params.extend(text(n) for n in names) if names else params.append("_")
+        self.helpers.append(_Helper(text(name), params, body))
 
     def registrar(self, call: Node) -> tuple[int, int] | None:
-        callee = _text(call.child_by_field_name("function"))
+        callee = text(call.child_by_field_name("function"))
         short = callee.rsplit(".", 1)[-1]
         return self.registrars.get(callee) or self.registrars.get(short)
 
@@ -163,7 +150,7 @@ class Registrations:
     def _undefined(self) -> None:
         defined = {h.name for h in self.helpers}
         for call, _ in self.calls:
-            callee = _text(call.child_by_field_name("function"))
+            callee = text(call.child_by_field_name("function"))
             short = callee.rsplit(".", 1)[-1]
             if short in defined or self.registrar(call) or "regist" not in short.lower():
                 continue
@@ -177,14 +164,14 @@ class Registrations:
                 self.registrars[short] = (pointers[0], names[0])
 
     def _follow(self, helper: _Helper) -> bool:
-        for node in _walk(helper.body):
+        for node in walk(helper.body):
             if node.type != "call_expression" or (positions := self.registrar(node)) is None:
                 continue
             args = _args(node)
             if max(positions) >= len(args):
                 continue
             ptr, sym = _strip(args[positions[0]]), _strip(args[positions[1]])
-            names = (_text(ptr), _text(sym))
+            names = (text(ptr), text(sym))
             if ptr.type == sym.type == "identifier" and set(names) <= set(helper.params):
                 self.registrars[helper.name] = (
                     helper.params.index(names[0]),
@@ -192,12 +179,12 @@ class Registrations:
                 )
                 return True
             if ptr.type == "selector_expression" and sym.type == "selector_expression":
-                operands = {_text(n.child_by_field_name("operand")) for n in (ptr, sym)}
+                operands = {text(n.child_by_field_name("operand")) for n in (ptr, sym)}
                 if len(operands) == 1:
                     self.record_fields.add(
                         (
-                            _text(ptr.child_by_field_name("field")),
-                            _text(sym.child_by_field_name("field")),
+                            text(ptr.child_by_field_name("field")),
+                            text(sym.child_by_field_name("field")),
                         )
                     )
         return False
@@ -211,8 +198,8 @@ class Registrations:
             if node.type != "struct_type":
                 continue
             fields = [
-                _text(n)
-                for fd in _walk(node)
+                text(n)
+                for fd in walk(node)
                 if fd.type == "field_declaration"
                 for n in fd.children_by_field_name("name")
             ]
@@ -222,7 +209,7 @@ class Registrations:
         for literal, rel in self.literals:
             items = [c for c in literal.named_children if c.type != "comment"]
             keyed = {
-                _text(item.child_by_field_name("key")): item.child_by_field_name("value")
+                text(item.child_by_field_name("key")): item.child_by_field_name("value")
                 for item in items
                 if item.type == "keyed_element"
             }
@@ -245,7 +232,9 @@ class Registrations:
     def _register(self, var: str, symbol: str | None, node: Node, rel: str) -> None:
         where = f"{rel}:{node.start_point[0] + 1}"
         if var not in self.funcvars:
-            self.problems.append(f"{where}: registers {var}, not a package-level function variable")
+            self.problems.append(
+                f"{where}: registers {var}: no package-level function variable or field"
+            )
         elif symbol is None:
             self.problems.append(f"{where}: registers {var} under a symbol it cannot read")
         elif symbol not in self.symbols.setdefault(var, []):

@@ -198,8 +198,8 @@ PLANTED = {
         "llama_params.scale: binding int4 (signed int 4 bytes), b1 float (float 4 bytes)",
     ),
     "missing field": (
-        _with_fields(F[0], F[1], F[2], F[3]),
-        "llama_params.flag: in b1 (offset 24, bool), missing from the binding "
+        _with_fields(F[0], F[1], F[3], F[4]),
+        "llama_params.scale: in b1 (offset 8, float), missing from the binding "
         "(llama_params, mine.py:10)",
     ),
     "extra field": (
@@ -224,6 +224,19 @@ def test_enum_value(release: tuple[Api, set[str]]) -> None:
     v = check(d, release[0], release="b1", structs={}, exports=release[1])
     assert v.breaks == ["LLAMA_KIND_B: binding 1, b1 2"]
     assert "constant LLAMA_KIND_Z" in v.unmapped
+
+
+def test_renamed_and_tail_fields_are_warnings(release: tuple[Api, set[str]]) -> None:
+    """Same bytes under another name, or a last field the binding's padding already holds:
+    nothing is misread, but the maintainer should know."""
+    renamed = dataclasses.replace(F[1], name="threads")
+    breaks, warnings = run(_with_fields(F[0], renamed, F[2], F[3]), release)
+    assert breaks == []
+    assert warnings == [
+        "llama_params.n_threads: the binding calls it threads (same offset and type)",
+        "llama_params.flag: in b1 (offset 24, bool), missing from the binding "
+        "(llama_params, mine.py:10): same size, the binding cannot set it",
+    ]
 
 
 def test_a_count_sentinel_is_a_warning(release: tuple[Api, set[str]]) -> None:

@@ -244,6 +244,7 @@ class _Checker:
     def _by_name(self, c_name: str, b: StructDecl, s: Struct) -> None:
         theirs = {_norm(f.name): f for f in s.fields if not f.anonymous}
         anonymous = {f.offset: f for f in s.fields if f.anonymous}
+        extra: list[FieldDecl] = []
         seen: set[str] = set()
         for bf in b.fields:
             if not _named(bf):
@@ -253,22 +254,46 @@ class _Checker:
             if cf is None and bf.offset is not None:  # a named union C leaves unnamed
                 cf = anonymous.get(bf.offset)
             if cf is None:
-                self.out.breaks.append(
-                    f"{c_name}.{bf.name}: in the binding (offset {_off(bf.offset)}), not in "
-                    f"{self.rel} ({b.name}, {b.where})"
-                )
+                extra.append(bf)
                 continue
             seen.add(key)
             here = f"{c_name}.{f'(anonymous {cf.type.kind})' if cf.anonymous else cf.name}"
             alias = "" if (b.name, bf.name) == (c_name, cf.name) else f" (as {b.name}.{bf.name})"
             self._field(here, alias, bf, cf)
-        for key, cf in theirs.items():
-            if key not in seen:
-                self.out.breaks.append(
-                    f"{c_name}.{cf.name}: in {self.rel} (offset {cf.offset}, "
-                    f"{cf.type.spelling or cf.type.kind}), missing from the binding "
-                    f"({b.name}, {b.where})"
+        missing = [cf for key, cf in theirs.items() if key not in seen]
+        for bf in extra:
+            # a field C renamed keeps its place: the same bytes, only the name differs
+            cf = next((m for m in missing if m.offset == bf.offset and self._alike(bf, m)), None)
+            if cf is not None:
+                missing.remove(cf)
+                self.out.warnings.append(
+                    f"{c_name}.{cf.name}: the binding calls it {bf.name} (same offset and type)"
                 )
+                continue
+            self.out.breaks.append(
+                f"{c_name}.{bf.name}: in the binding (offset {_off(bf.offset)}), not in "
+                f"{self.rel} ({b.name}, {b.where})"
+            )
+        end = max(
+            (f.offset + (f.type.size or 0) for f in b.fields if f.offset is not None), default=0
+        )
+        for cf in missing:
+            line = (
+                f"{c_name}.{cf.name}: in {self.rel} (offset {cf.offset}, "
+                f"{cf.type.spelling or cf.type.kind}), missing from the binding "
+                f"({b.name}, {b.where})"
+            )
+            if b.size == s.size and cf.offset >= end:  # in the binding's tail padding
+                self.out.warnings.append(f"{line}: same size, the binding cannot set it")
+            else:
+                self.out.breaks.append(line)
+
+    def _alike(self, bf: FieldDecl, cf: Field) -> bool:
+        probe: list[str] = []
+        before = len(self.out.warnings)
+        self._type("", bf.type, _shape(cf.type, self.api), probe)
+        del self.out.warnings[before:]
+        return not probe
 
     def _field(self, here: str, alias: str, bf: FieldDecl, cf: Field) -> None:
         if bf.offset is not None and not cf.bits and bf.offset != cf.offset:

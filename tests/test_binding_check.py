@@ -23,8 +23,10 @@ from harness.binding.check import check, exports_of
 from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
 from harness.binding.read import read_binding
 from harness.binding.releases import ReleaseAbi
-from harness.errors import SourceError
+from harness.config import matrix
+from harness.errors import ConfigError, SourceError
 from harness.load.loader import find_libdir
+from harness.report import model as report_model
 from tests import realbuilds
 
 HEADER = """\
@@ -580,3 +582,74 @@ def test_llama_cpp_python_live_agrees_with_the_static_check(tmp_path: Path) -> N
         "llama_get_kv_self",
         "import",
     )
+
+
+# -- matrix.yaml `binding:` ----------------------------------------------------------------------
+
+
+def test_matrix_binding_is_relative_to_the_matrix_or_a_requirement(tmp_path: Path) -> None:
+    (tmp_path / "go").mkdir()
+    base = {"releases": ["b1"], "platforms": [{"os": "linux", "arch": "x64"}]}
+    here = matrix.parse({**base, "binding": "go"}, path=tmp_path / "matrix.yaml")
+    assert here.binding == str((tmp_path / "go").resolve())
+    pip = matrix.parse({**base, "binding": "llama-cpp-python==0.3.16"}, path=tmp_path / "m.yaml")
+    assert pip.binding == "llama-cpp-python==0.3.16"
+    with pytest.raises(ConfigError, match="binding"):
+        matrix.parse({**base, "binding": ""}, path=tmp_path / "m.yaml")
+
+
+PLANTED_CTYPES = """\
+import ctypes
+
+_lib = ctypes.CDLL("libllama.so")
+# b6673: struct llama_batch llama_batch_get_one(llama_token * tokens, int32_t n_tokens)
+_lib.llama_batch_get_one.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
+_lib.llama_n_vocab.argtypes = [ctypes.c_void_p]
+_lib.llama_n_vocab.restype = ctypes.c_int32
+"""
+
+
+def test_run_adds_a_binding_check_and_a_report_section(tmp_path: Path) -> None:
+    """`binding:` in matrix.yaml: every cell gets a `binding` check (the passing build fails on
+    the planted argument count) and report.md a "Your binding" section."""
+    realbuilds.provision(["b6673"])
+    (tmp_path / "mine.py").write_text(PLANTED_CTYPES)
+    (tmp_path / "matrix.yaml").write_text(
+        "sources: [npm]\nreleases: [b6673]\n"
+        "platforms:\n  - {os: linux, arch: x64, variant: cpu}\nbinding: mine.py\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--cache-dir",
+            str(realbuilds.CACHE),
+            "--matrix",
+            str(tmp_path / "matrix.yaml"),
+            "run",
+            "--suite",
+            "conformance",
+            "--no-cpu-variants",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stderr
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    report_model.validate(rep)
+    [cell] = rep["cells"]
+    assert cell["status"] == "fail"
+    assert cell["checks"]["binding"]["status"] == "fail"
+    [verdict] = rep["binding"]["releases"]
+    assert any(
+        b.startswith("llama_batch_get_one: binding passes 3 argument(s), b6673 takes 2")
+        for b in verdict["breaks"]
+    ), verdict["breaks"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Your binding" in md and "❌ **b6673**: breaks" in md

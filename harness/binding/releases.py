@@ -72,7 +72,11 @@ class Scan:
     verdicts: dict[int, BindingVerdict] = field(default_factory=dict)
 
     def ordered(self) -> list[BindingVerdict]:
-        return [self.verdicts[i] for i in sorted(self.verdicts)]
+        """One verdict per release (npm has several versions of some), old → new."""
+        out: dict[str, BindingVerdict] = {}
+        for i in sorted(self.verdicts):
+            out.setdefault(self.verdicts[i].release, self.verdicts[i])
+        return list(out.values())
 
     def ranges(self) -> list[tuple[int, int]]:
         """Runs of checked points that are all compatible, as (first, last) point indices."""

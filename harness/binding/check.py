@@ -278,17 +278,19 @@ class _Checker:
                 f"{c_name}.{bf.name}: in the binding (offset {_off(bf.offset)}), not in "
                 f"{self.rel} ({b.name}, {b.where})"
             )
-        end = max(
-            (f.offset + (f.type.size or 0) for f in b.fields if f.offset is not None), default=0
-        )
+        spans = [
+            (f.offset, f.offset + (f.type.size or 1)) for f in b.fields if f.offset is not None
+        ]
         for cf in missing:
             line = (
                 f"{c_name}.{cf.name}: in {self.rel} (offset {cf.offset}, "
                 f"{cf.type.spelling or cf.type.kind}), missing from the binding "
                 f"({b.name}, {b.where})"
             )
-            if clean and cf.offset >= end:  # in the binding's tail padding
-                self.out.warnings.append(f"{line}: same size, the binding cannot set it")
+            top = cf.offset + max(cf.type.size, 1)
+            if clean and not any(a < top and cf.offset < z for a, z in spans):
+                # it sits in the binding's padding: the bytes pass through untouched
+                self.out.warnings.append(f"{line}: in the binding's padding, it cannot set it")
             else:
                 self.out.breaks.append(line)
 

@@ -18,7 +18,7 @@ import pytest
 from harness.abi import parse_headers
 from harness.abi.model import Api
 from harness.abi.release import release_api
-from harness.binding import fetch, releases
+from harness.binding import fetch, names, releases
 from harness.binding.check import check, exports_of
 from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
 from harness.binding.read import read_binding
@@ -658,3 +658,24 @@ def test_run_adds_a_binding_check_and_a_report_section(tmp_path: Path) -> None:
     ), verdict["breaks"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Your binding" in md and "❌ **b6673**: breaks" in md
+
+
+def test_names_file_maps_what_the_convention_cannot(
+    tmp_path: Path, release: tuple[Api, set[str]]
+) -> None:
+    d = good()
+    d.functions["count_things"] = dataclasses.replace(
+        d.functions.pop("llama_count"), symbol="count_things"
+    )
+    d.structs["Knobs"] = dataclasses.replace(d.structs.pop("llama_params"), name="Knobs")
+    d.structs["Loader"] = StructDecl("Loader", (), 8, "mine.py:40")
+    api, exports = release
+    plain = releases.check_release(d, ReleaseAbi("b1", "b1", api, exports))
+    assert plain.breaks[0].startswith("count_things: not declared in b1's headers")
+    assert plain.unmapped == ["Knobs", "Loader"]
+    (tmp_path / "names.yaml").write_text(
+        "structs: {Knobs: llama_params, Loader: null}\nfunctions: {count_things: llama_count}\n"
+    )
+    overrides = names.load_overrides(tmp_path / "names.yaml")
+    v = releases.check_release(d, ReleaseAbi("b1", "b1", api, exports), overrides)
+    assert (v.verdict, v.unmapped, v.structs_checked) == ("compatible", [], 1)

@@ -132,6 +132,7 @@ class _Checker:
         # the binding's own struct name → C name, for by-value arguments and nested fields
         self.c_of = {decl.structs[k].name: c for k, c in self.structs.items() if k in decl.structs}
         self.exports = exports
+        self.renames: dict[str, str] = {}
         self.out = BindingVerdict(release, "")
 
     # -- types --------------------------------------------------------------------------------
@@ -175,8 +176,9 @@ class _Checker:
     def functions(self) -> None:
         for symbol, fn in sorted(self.decl.functions.items()):
             self.out.functions_checked += 1
-            c = self.api.functions.get(symbol)
-            exported = None if self.exports is None else symbol in self.exports
+            c_symbol = self.renames.get(symbol, symbol)  # --names `functions:`
+            c = self.api.functions.get(c_symbol)
+            exported = None if self.exports is None else c_symbol in self.exports
             if c is None:
                 if exported:
                     self.out.warnings.append(
@@ -376,11 +378,14 @@ def check(
     structs: Mapping[str, str] | None = None,
     unmapped: list[str] | None = None,
     exports: set[str] | None = None,
+    functions: Mapping[str, str] | None = None,
 ) -> BindingVerdict:
     """One release. `structs`: binding struct key → C struct name (from `names.map_structs`);
+    `functions`: binding symbol → C symbol where they differ (`names.Overrides.functions`);
     `exports`: what the release's libraries export, None when no build was at hand (then only
     the headers decide)."""
     c = _Checker(decl, api, release, structs or {}, exports)
+    c.renames = dict(functions or {})
     c.out.build = build or release
     c.out.unmapped.extend(unmapped or [])
     c.functions()

@@ -12,7 +12,6 @@ import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from harness.abi.model import Api
 from harness.binding import names
@@ -41,7 +40,9 @@ class ReleaseAbi:
 AbiOf = Callable[[str], ReleaseAbi]
 
 
-def check_release(decl: BindingDecl, rel: ReleaseAbi, overrides: Any = None) -> BindingVerdict:
+def check_release(
+    decl: BindingDecl, rel: ReleaseAbi, overrides: names.Overrides | None = None
+) -> BindingVerdict:
     mapping, unmapped = names.map_structs(decl, set(rel.api.structs), overrides)
     v = check(
         decl,
@@ -51,6 +52,7 @@ def check_release(decl: BindingDecl, rel: ReleaseAbi, overrides: Any = None) -> 
         structs=mapping,
         unmapped=list(unmapped),
         exports=rel.exports,
+        functions=overrides.functions if overrides is not None else None,
     )
     if rel.exports is None and rel.note:
         v.warnings.append(f"no {rel.tag} build for its exports: {rel.note}")
@@ -58,7 +60,7 @@ def check_release(decl: BindingDecl, rel: ReleaseAbi, overrides: Any = None) -> 
 
 
 def check_releases(
-    decl: BindingDecl, tags: Sequence[str], abi_of: AbiOf, overrides: Any = None
+    decl: BindingDecl, tags: Sequence[str], abi_of: AbiOf, overrides: names.Overrides | None = None
 ) -> list[BindingVerdict]:
     return [check_release(decl, abi_of(tag), overrides) for tag in tags]
 
@@ -129,7 +131,7 @@ def scan(
     decl: BindingDecl,
     points: Sequence[str],
     abi_of: AbiOf,
-    overrides: Any = None,
+    overrides: names.Overrides | None = None,
     *,
     grid: int = GRID,
     budget: int = BUDGET,

@@ -18,7 +18,7 @@ import pytest
 from harness.abi import parse_headers
 from harness.abi.model import Api
 from harness.abi.release import release_api
-from harness.binding import fetch, names, releases
+from harness.binding import fetch, live, names, releases
 from harness.binding.check import check, exports_of
 from harness.binding.model import BindingDecl, FieldDecl, FunctionDecl, StructDecl, TypeRef
 from harness.binding.read import read_binding
@@ -679,3 +679,38 @@ def test_names_file_maps_what_the_convention_cannot(
     overrides = names.load_overrides(tmp_path / "names.yaml")
     v = releases.check_release(d, ReleaseAbi("b1", "b1", api, exports), overrides)
     assert (v.verdict, v.unmapped, v.structs_checked) == ("compatible", [], 1)
+
+
+# -- --live: how a failing child is named -------------------------------------------------------
+
+CRASHING_GGML = """\
+#include <signal.h>
+void ggml_backend_load_all_from_path(const char * dir) { (void)dir; raise(SIGSEGV); }
+"""
+
+
+def _lib(folder: Path, name: str, source: str) -> None:
+    c = folder / f"{name}.c"
+    c.write_text(source)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / name), str(c)], check=True)
+    c.unlink()
+
+
+@pytest.mark.parametrize("crash", [True, False])
+def test_live_names_a_crash_and_an_exception(tmp_path: Path, crash: bool) -> None:
+    """A real child: a libggml whose backend loader segfaults is a crash named SIGSEGV in the
+    `backends` stage; a Python without the binding fails `import`, named by its exception."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    _lib(libdir, "libllama.b1.so", "int llama_x(void) { return 0; }\n")
+    _lib(libdir, "libggml.b1.so", CRASHING_GGML if crash else "int ggml_x(void) { return 0; }\n")
+    got = live.run_one(Path(sys.executable), libdir, tmp_path / "m.gguf", "Hi", [1, 2], "b1")
+    assert not got.ok
+    if crash:
+        assert (got.what, got.detail, got.stage) == ("crash", "SIGSEGV", "backends")
+    else:
+        assert (got.what, got.stage) == ("exception", "import")
+        assert got.detail == "ModuleNotFoundError: No module named 'llama_cpp'"
+    assert got.line().startswith(f"{got.what} during {got.stage}")

@@ -95,28 +95,42 @@ def fetch(root: Path, source: str) -> tuple[str, Path]:
     if req is None:
         raise ConfigError(f"{source!r} is not a pip requirement (NAME==VERSION)")
     version = pinned(req)
-    if version is not None and (tree := _ready(_entry(root, req.name, version))) is not None:
+    if version is None:  # which version pip picks is known only once it has
+        with tempfile.TemporaryDirectory(dir=_base(root), prefix=".pip-") as tmp:
+            sdist = _download(str(req), Path(tmp))
+            name, ver = parse_sdist_filename(sdist.name)
+            entry = _entry(root, str(name), str(ver))
+            with filelock.FileLock(str(entry) + ".lock"):
+                return f"{req.name} {ver}", _store(entry, req, sdist)
+    entry = _entry(root, req.name, version)
+    if (tree := _ready(entry)) is not None:
         log.info("%s: cached at %s", source, tree)
         return f"{req.name} {version}", tree
-    base = root / FOLDER
-    base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base, prefix=".pip-") as tmp:
-        sdist = _download(str(req), Path(tmp))
-        name, ver = parse_sdist_filename(sdist.name)
-        entry = _entry(root, str(name), str(ver))
-        with filelock.FileLock(str(entry) + ".lock"):
-            if (tree := _ready(entry)) is not None:
-                return f"{req.name} {ver}", tree
-            entry.mkdir(parents=True, exist_ok=True)
-            (entry / MARKER).unlink(missing_ok=True)
-            kept = entry / sdist.name
-            os.replace(sdist, kept)
-            src = safe_extract(kept, entry / "src", kind=_kind(kept.name))
-            tree = _top(src)
-            marker = {"requirement": str(req), "sdist": kept.name, "tree": tree.relative_to(entry)}
-            marker["tree"] = str(marker["tree"])
-            atomic.write_text(entry / MARKER, json.dumps(marker), durable=True)
-            return f"{req.name} {ver}", tree
+    with filelock.FileLock(str(entry) + ".lock"):  # one process downloads, the others wait
+        if (tree := _ready(entry)) is not None:
+            return f"{req.name} {version}", tree
+        with tempfile.TemporaryDirectory(dir=_base(root), prefix=".pip-") as tmp:
+            return f"{req.name} {version}", _store(entry, req, _download(str(req), Path(tmp)))
+
+
+def _base(root: Path) -> Path:
+    (root / FOLDER).mkdir(parents=True, exist_ok=True)
+    return root / FOLDER
+
+
+def _store(entry: Path, req: Requirement, sdist: Path) -> Path:
+    """Move the sdist into its entry, extract it, write the marker last; the caller holds the
+    entry's lock."""
+    if (tree := _ready(entry)) is not None:
+        return tree
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / MARKER).unlink(missing_ok=True)
+    kept = entry / sdist.name
+    os.replace(sdist, kept)
+    tree = _top(safe_extract(kept, entry / "src", kind=_kind(kept.name)))
+    marker = {"requirement": str(req), "sdist": kept.name, "tree": str(tree.relative_to(entry))}
+    atomic.write_text(entry / MARKER, json.dumps(marker), durable=True)
+    return tree
 
 
 def _download(req: str, dest: Path) -> Path:

@@ -132,7 +132,7 @@ def test_ctypes_constructs(decorated: BindingDecl) -> None:
     assert [(p.kind, p.size) for p in decode.params] == [("pointer", 8), ("struct", 64)]
     assert decode.params[1].struct == "llama_params"
     assert (decode.result.kind, decode.result.size, decode.result.signed) == ("int", 4, True)
-    assert decode.where == "decorated.py:102"
+    assert decode.where == "decorated.py:104"
     tokenize = decorated.functions["llama_tokenize"].params
     assert tokenize is not None
     # llama_token is c_int32: the TYPE_CHECKING block that says c_int64 never runs
@@ -142,7 +142,7 @@ def test_ctypes_constructs(decorated: BindingDecl) -> None:
     callback = decorated.functions["llama_set_progress"].params
     assert callback is not None and callback[1].kind == "pointer"
     params = decorated.structs["llama_params"]
-    assert params.origin == "ctypes.Structure" and params.where == "decorated.py:67"
+    assert params.origin == "ctypes.Structure" and params.where == "decorated.py:69"
     grid = params.fields[3].type
     assert (grid.kind, grid.count, grid.size) == ("array", 2, 12)
     assert decorated.structs["llama_kv_value"].origin == "ctypes.Union"
@@ -193,6 +193,10 @@ def test_ctypes_windows_target_is_llp64() -> None:
     assert linux.structs["llama_params"].size == 64
     assert windows.structs["llama_params"].fields[-1].type.size == 4  # c_long
     assert windows.structs["llama_params"].size == 56
+    # `if sys.platform == "win32": ... elif sys.platform.startswith("linux") ...: ... else: ...`
+    darwin = read_binding(DATA / "pyctypes" / "decorated.py", "arm64-apple-darwin")
+    holder = "llama_handle_holder"
+    assert [d.structs[holder].size for d in (linux, windows, darwin)] == [2, 4, 8]
 
 
 def test_ctypes_unknown_types_are_problems_not_guesses() -> None:
@@ -505,7 +509,7 @@ def test_sdist_archives_are_read_in_place(tmp_path: Path, zipped: bool) -> None:
     module = (DATA / "pyctypes" / "decorated.py").read_text()
     decl = read_binding(fake_sdist(tmp_path, module, zipped))
     assert decl.name == "llama-cpp-python 9.9.9"
-    assert decl.functions["llama_decode"].where == "llama_cpp/llama_cpp.py:102"
+    assert decl.functions["llama_decode"].where == "llama_cpp/llama_cpp.py:104"
     assert list(tmp_path.iterdir()) == [next(tmp_path.iterdir())]  # nothing unpacked
 
 

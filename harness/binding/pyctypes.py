@@ -195,9 +195,12 @@ class _Module:
                 else:
                     self.ctypes_names[alias.asname or alias.name] = alias.name
         elif isinstance(stmt, ast.If):
-            if not _is_type_checking(stmt.test):  # TYPE_CHECKING blocks never run
+            # TYPE_CHECKING blocks never run; a platform test runs the target's branch only
+            taken = False if _is_type_checking(stmt.test) else _on_target(stmt.test, self.target)
+            if taken is not False:
                 self.run(stmt.body)
-            self.run(stmt.orelse)
+            if taken is not True:
+                self.run(stmt.orelse)
         elif isinstance(stmt, ast.Try):
             self.run(stmt.body)
             for handler in stmt.handlers:
@@ -436,6 +439,38 @@ def _array(spelling: str, element: TypeRef, count: int | None) -> TypeRef:
     size = None if element.size is None or count is None else element.size * count
     struct = element.struct if element.kind in ("struct", "array") else None
     return TypeRef(spelling, "array", size, element.align, element.signed, struct, count)
+
+
+def _on_target(test: ast.expr, target: str) -> bool | None:
+    """Whether a platform test (`sys.platform == "win32"`, `os.name == "nt"`,
+    `platform.system() == "Darwin"`, `sys.platform.startswith("linux")`) holds on the target;
+    None for any other condition (both branches are then read, in order)."""
+    os_name = target.rsplit("-", 1)[-1]
+    facts = {
+        "sys.platform": {"windows": "win32"}.get(os_name, os_name),
+        "os.name": "nt" if os_name == "windows" else "posix",
+        "platform.system()": {"linux": "Linux", "windows": "Windows", "darwin": "Darwin"}[os_name],
+    }
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = _on_target(test.operand, target)
+        return None if inner is None else not inner
+    if isinstance(test, ast.BoolOp):
+        values = [_on_target(v, target) for v in test.values]
+        if isinstance(test.op, ast.And):
+            return False if False in values else (None if None in values else True)
+        return True if True in values else (None if None in values else False)
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        subject, other = ast.unparse(test.left), test.comparators[0]
+        if subject in facts and isinstance(other, ast.Constant):
+            if isinstance(test.ops[0], ast.Eq):
+                return facts[subject] == other.value
+            if isinstance(test.ops[0], ast.NotEq):
+                return facts[subject] != other.value
+    if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.args:
+        subject, prefix = ast.unparse(test.func.value), test.args[0]
+        if test.func.attr == "startswith" and subject in facts and isinstance(prefix, ast.Constant):
+            return isinstance(prefix.value, str) and facts[subject].startswith(prefix.value)
+    return None
 
 
 def _is_type_checking(test: ast.expr) -> bool:

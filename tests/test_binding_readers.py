@@ -611,3 +611,17 @@ def test_read_package_directly() -> None:
     src += b"func init() { purego.RegisterLibFunc(&f, 0, `llama_f`) }\n"
     decl = read_package([("p.go", src)], "p")
     assert list(decl.functions) == ["llama_f"] and decl.functions["llama_f"].where == "p.go:2"
+
+
+def test_other_three_argument_decorators_are_not_registrations() -> None:
+    text = (
+        "import ctypes\n"
+        "@click.option('-e', '--except', 'except_')\ndef a(): ...\n"
+        "@apply_over_batch(('nlower', 0), ('ab', 2), ('b', '1|2'))\ndef b(): ...\n"
+        "@route('llama_x', [1, 2], 'text/plain')\ndef c(): ...\n"
+        "@ctypes_function(('llama_y', '_Z7llama_yv'), [ctypes.c_int], ctypes.c_voidp)\n"
+        "def d(): ...\n"
+    )
+    decl = read_sources([("mod.py", text)], "inline")
+    assert list(decl.functions) == ["llama_y"] and decl.problems == []
+    assert decl.functions["llama_y"].result.kind == "pointer"  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ Both registration styles in use are read: llama-cpp-python's decorator
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 
 from harness.binding.layout import Scalar, c_scalars, c_struct, normalize_target
@@ -45,6 +46,7 @@ _CTYPES = {
     "c_char_p": "pointer",
     "c_wchar_p": "pointer",
     "c_void_p": "pointer",
+    "c_voidp": "pointer",  # an old alias of c_void_p
     "py_object": "pointer",
     "HRESULT": "long",
 }
@@ -54,6 +56,7 @@ for _bits in (8, 16, 32, 64):
 _RECORDS = {"Structure": False, "LittleEndianStructure": False, "BigEndianStructure": False}
 _RECORDS |= {"Union": True, "LittleEndianUnion": True, "BigEndianUnion": True}
 _FUNCTYPES = {"CFUNCTYPE", "WINFUNCTYPE", "PYFUNCTYPE"}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEFAULT_RESTYPE = "ctypes.c_int (ctypes' default restype)"
 
 
@@ -310,17 +313,19 @@ class _Module:
         enabled = args.get("enabled")
         if isinstance(enabled, ast.Constant) and enabled.value is False:
             return
-        if isinstance(name, (ast.Tuple, ast.List)) and name.elts:  # first of several spellings
-            name = name.elts[0]
-        if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+        symbol = _symbol_name(name)
+        listed = isinstance(argtypes, (ast.List, ast.Tuple))
+        elements = argtypes.elts if isinstance(argtypes, (ast.List, ast.Tuple)) else []
+        # the shape tells a registration from any other decorator with three arguments
+        if symbol is None or not _type_like(restype) or not all(map(_type_like, elements)):
             return
-        if not isinstance(argtypes, (ast.List, ast.Tuple)):
-            self.problem(deco, f"{name.value}: argtypes is not a literal list")
-            params = None
-        else:
-            params = tuple(self.type_of(arg) for arg in argtypes.elts)
-        self.decl.functions[name.value] = FunctionDecl(
-            name.value, params, self.type_of(restype), self.where(deco)
+        if not listed and not isinstance(argtypes, ast.Name):
+            return
+        if not listed:
+            self.problem(deco, f"{symbol}: argtypes is not a literal list")
+        params = tuple(self.type_of(arg) for arg in elements) if listed else None
+        self.decl.functions[symbol] = FunctionDecl(
+            symbol, params, self.type_of(restype), self.where(deco)
         )
 
     def class_def(self, node: ast.ClassDef) -> None:
@@ -471,6 +476,24 @@ def _on_target(test: ast.expr, target: str) -> bool | None:
         if test.func.attr == "startswith" and subject in facts and isinstance(prefix, ast.Constant):
             return isinstance(prefix.value, str) and facts[subject].startswith(prefix.value)
     return None
+
+
+def _symbol_name(node: ast.expr) -> str | None:
+    """A C identifier, or the first of a tuple of spellings (`("llama_x", "_Z7llama_xv")`)."""
+    if isinstance(node, (ast.Tuple, ast.List)) and node.elts:
+        if not all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            return None
+        node = node.elts[0]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value if _IDENTIFIER.fullmatch(node.value) else None
+    return None
+
+
+def _type_like(node: ast.expr) -> bool:
+    """Could denote a ctypes type: None, a name, an attribute, a call, `T * n`; no literals."""
+    if isinstance(node, ast.Constant):
+        return node.value is None
+    return isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.BinOp, ast.Subscript))
 
 
 def _is_type_checking(test: ast.expr) -> bool:

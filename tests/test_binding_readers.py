@@ -486,9 +486,10 @@ def test_llama_cpp_python_unpacked_folder_reads_the_same(tmp_path: Path) -> None
 
 def fake_sdist(tmp_path: Path, module: str | None, zipped: bool = False) -> Path:
     info = b"Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: 9.9.9\n"
-    files = {"llama_cpp_python-9.9.9/PKG-INFO": info}
+    files = {}  # PKG-INFO last, as in real sdists: the name then comes from the top folder
     if module is not None:
         files["llama_cpp_python-9.9.9/llama_cpp/llama_cpp.py"] = module.encode()
+    files["llama_cpp_python-9.9.9/PKG-INFO"] = info
     if zipped:
         path = tmp_path / "llama_cpp_python-9.9.9.zip"
         with zipfile.ZipFile(path, "w") as zf:

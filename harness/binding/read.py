@@ -78,8 +78,13 @@ def _read_folder(root: Path, target: str | None) -> BindingDecl:
 
 
 def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
-    """llama_cpp/llama_cpp.py and PKG-INFO straight from the archive, nothing unpacked."""
+    """llama_cpp/llama_cpp.py straight from the archive, nothing unpacked.
+
+    A tarball is read only up to that module (PKG-INFO, often last, would mean decompressing
+    all 40-80 MB): the name then comes from the top folder, `llama_cpp_python-0.3.16/`.
+    """
     wanted: dict[str, bytes] = {}
+    top = ""
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
@@ -87,6 +92,7 @@ def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
                     key = _wanted(info.filename)
                     if key and info.file_size <= _MAX_FILE and key not in wanted:
                         wanted[key] = zf.read(info)
+                        top = info.filename.strip("/").split("/")[0]
         else:
             with tarfile.open(archive, "r:*") as tf:
                 for member in tf:
@@ -95,16 +101,25 @@ def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
                         handle = tf.extractfile(member)
                         if handle is not None:
                             wanted[key] = handle.read()
-                    if len(wanted) == 2:
+                            top = member.name.strip("/").split("/")[0]
+                    if "module" in wanted:
                         break
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
         detail = (str(err).splitlines() or [type(err).__name__])[0].rstrip(":")
         raise BindingUnreadable(f"{archive}: not a readable sdist archive: {detail}") from err
     if "module" not in wanted:
         raise BindingUnreadable(f"{archive}: no binding found (no {_SDIST_MODULE} in the sdist)")
-    name = _pkg_info_name(wanted.get("PKG-INFO", b"")) or archive.name
+    name = _pkg_info_name(wanted.get("PKG-INFO", b"")) or _folder_name(top) or archive.name
     text = _decode(wanted["module"], _SDIST_MODULE)
     return pyctypes.read_sources([(_SDIST_MODULE, text)], name, target)
+
+
+def _folder_name(top: str) -> str | None:
+    """`llama-cpp-python 0.3.16` from an sdist's top folder `llama_cpp_python-0.3.16`."""
+    dist, sep, version = top.rpartition("-")
+    if not sep or not dist or not version[:1].isdigit():
+        return None
+    return f"{re.sub(r'[-_.]+', '-', dist).lower()} {version}"
 
 
 def _wanted(member: str) -> str | None:

@@ -478,6 +478,8 @@ def test_llama_cpp_python_unpacked_folder_reads_the_same(tmp_path: Path) -> None
                 tf.extract(member, tmp_path, filter="data")
     folder, archive = read_binding(tmp_path), read_binding(path)
     assert folder.name == archive.name == "llama-cpp-python 0.3.36"
+    module = read_binding(tmp_path / "llama_cpp" / "llama_cpp.py")
+    assert module.name == archive.name and module.structs == archive.structs
     assert folder.functions == archive.functions and folder.structs == archive.structs
 
 

@@ -44,7 +44,10 @@ def _read(source: Path, target: str | None) -> BindingDecl:
     if name.endswith((".tar.gz", ".tgz", ".zip")):
         return _read_sdist(source, target)
     if name.endswith(".py"):
-        return pyctypes.read_sources([(name, _text(source, name))], source.stem, target)
+        # llama_cpp/llama_cpp.py inside an unpacked sdist: named after the sdist
+        label = _sdist_name(source.parent.parent) if name == "llama_cpp.py" else None
+        rel = _SDIST_MODULE if label else name
+        return pyctypes.read_sources([(rel, _text(source, rel))], label or source.stem, target)
     if name.endswith(".go"):
         return golang.read_package([(name, _bytes(source))], source.stem, target)
     raise BindingUnreadable(

@@ -34,7 +34,8 @@ def llama_cpp_python(version: str) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=SDISTS, prefix=".download-"))
         try:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-            cmd += ["--quiet", "-d", str(tmp), f"llama-cpp-python=={version}"]
+            cmd += ["--quiet", "--retries", "1", "--timeout", "30"]  # offline: skip soon
+            cmd += ["-d", str(tmp), f"llama-cpp-python=={version}"]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
             except subprocess.TimeoutExpired:

@@ -132,7 +132,7 @@ def test_ctypes_constructs(decorated: BindingDecl) -> None:
     assert [(p.kind, p.size) for p in decode.params] == [("pointer", 8), ("struct", 64)]
     assert decode.params[1].struct == "llama_params"
     assert (decode.result.kind, decode.result.size, decode.result.signed) == ("int", 4, True)
-    assert decode.where == "decorated.py:102"
+    assert decode.where == "decorated.py:104"
     tokenize = decorated.functions["llama_tokenize"].params
     assert tokenize is not None
     # llama_token is c_int32: the TYPE_CHECKING block that says c_int64 never runs
@@ -142,7 +142,7 @@ def test_ctypes_constructs(decorated: BindingDecl) -> None:
     callback = decorated.functions["llama_set_progress"].params
     assert callback is not None and callback[1].kind == "pointer"
     params = decorated.structs["llama_params"]
-    assert params.origin == "ctypes.Structure" and params.where == "decorated.py:67"
+    assert params.origin == "ctypes.Structure" and params.where == "decorated.py:69"
     grid = params.fields[3].type
     assert (grid.kind, grid.count, grid.size) == ("array", 2, 12)
     assert decorated.structs["llama_kv_value"].origin == "ctypes.Union"
@@ -193,6 +193,10 @@ def test_ctypes_windows_target_is_llp64() -> None:
     assert linux.structs["llama_params"].size == 64
     assert windows.structs["llama_params"].fields[-1].type.size == 4  # c_long
     assert windows.structs["llama_params"].size == 56
+    # `if sys.platform == "win32": ... elif sys.platform.startswith("linux") ...: ... else: ...`
+    darwin = read_binding(DATA / "pyctypes" / "decorated.py", "arm64-apple-darwin")
+    holder = "llama_handle_holder"
+    assert [d.structs[holder].size for d in (linux, windows, darwin)] == [2, 4, 8]
 
 
 def test_ctypes_unknown_types_are_problems_not_guesses() -> None:
@@ -474,6 +478,8 @@ def test_llama_cpp_python_unpacked_folder_reads_the_same(tmp_path: Path) -> None
                 tf.extract(member, tmp_path, filter="data")
     folder, archive = read_binding(tmp_path), read_binding(path)
     assert folder.name == archive.name == "llama-cpp-python 0.3.36"
+    module = read_binding(tmp_path / "llama_cpp" / "llama_cpp.py")
+    assert module.name == archive.name and module.structs == archive.structs
     assert folder.functions == archive.functions and folder.structs == archive.structs
 
 
@@ -482,9 +488,10 @@ def test_llama_cpp_python_unpacked_folder_reads_the_same(tmp_path: Path) -> None
 
 def fake_sdist(tmp_path: Path, module: str | None, zipped: bool = False) -> Path:
     info = b"Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: 9.9.9\n"
-    files = {"llama_cpp_python-9.9.9/PKG-INFO": info}
+    files = {}  # PKG-INFO last, as in real sdists: the name then comes from the top folder
     if module is not None:
         files["llama_cpp_python-9.9.9/llama_cpp/llama_cpp.py"] = module.encode()
+    files["llama_cpp_python-9.9.9/PKG-INFO"] = info
     if zipped:
         path = tmp_path / "llama_cpp_python-9.9.9.zip"
         with zipfile.ZipFile(path, "w") as zf:
@@ -505,7 +512,7 @@ def test_sdist_archives_are_read_in_place(tmp_path: Path, zipped: bool) -> None:
     module = (DATA / "pyctypes" / "decorated.py").read_text()
     decl = read_binding(fake_sdist(tmp_path, module, zipped))
     assert decl.name == "llama-cpp-python 9.9.9"
-    assert decl.functions["llama_decode"].where == "llama_cpp/llama_cpp.py:102"
+    assert decl.functions["llama_decode"].where == "llama_cpp/llama_cpp.py:104"
     assert list(tmp_path.iterdir()) == [next(tmp_path.iterdir())]  # nothing unpacked
 
 
@@ -607,3 +614,17 @@ def test_read_package_directly() -> None:
     src += b"func init() { purego.RegisterLibFunc(&f, 0, `llama_f`) }\n"
     decl = read_package([("p.go", src)], "p")
     assert list(decl.functions) == ["llama_f"] and decl.functions["llama_f"].where == "p.go:2"
+
+
+def test_other_three_argument_decorators_are_not_registrations() -> None:
+    text = (
+        "import ctypes\n"
+        "@click.option('-e', '--except', 'except_')\ndef a(): ...\n"
+        "@apply_over_batch(('nlower', 0), ('ab', 2), ('b', '1|2'))\ndef b(): ...\n"
+        "@route('llama_x', [1, 2], 'text/plain')\ndef c(): ...\n"
+        "@ctypes_function(('llama_y', '_Z7llama_yv'), [ctypes.c_int], ctypes.c_voidp)\n"
+        "def d(): ...\n"
+    )
+    decl = read_sources([("mod.py", text)], "inline")
+    assert list(decl.functions) == ["llama_y"] and decl.problems == []
+    assert decl.functions["llama_y"].result.kind == "pointer"  # type: ignore[union-attr]

@@ -19,41 +19,18 @@ from dataclasses import dataclass, field
 
 from harness.binding.layout import Scalar, c_scalars, c_struct, normalize_target
 from harness.binding.model import BindingDecl, FunctionDecl, StructDecl, TypeRef
+from harness.binding.pystatic import (
+    CTYPES,
+    FUNCTYPES,
+    RECORDS,
+    binop,
+    is_type_checking,
+    on_target,
+    symbol_name,
+    type_like,
+)
 from harness.errors import BindingUnreadable
 
-# ctypes' fundamental types → their C names (layout.c_scalars has the sizes per target).
-_CTYPES = {
-    "c_bool": "bool",
-    "c_char": "char",
-    "c_wchar": "wchar_t",
-    "c_byte": "signed char",
-    "c_ubyte": "unsigned char",
-    "c_short": "short",
-    "c_ushort": "unsigned short",
-    "c_int": "int",
-    "c_uint": "unsigned int",
-    "c_long": "long",
-    "c_ulong": "unsigned long",
-    "c_longlong": "long long",
-    "c_ulonglong": "unsigned long long",
-    "c_size_t": "size_t",
-    "c_ssize_t": "ssize_t",
-    "c_time_t": "time_t",
-    "c_float": "float",
-    "c_double": "double",
-    "c_longdouble": "long double",
-    "c_char_p": "pointer",
-    "c_wchar_p": "pointer",
-    "c_void_p": "pointer",
-    "py_object": "pointer",
-    "HRESULT": "long",
-}
-for _bits in (8, 16, 32, 64):
-    _CTYPES[f"c_int{_bits}"] = f"int{_bits}_t"
-    _CTYPES[f"c_uint{_bits}"] = f"uint{_bits}_t"
-_RECORDS = {"Structure": False, "LittleEndianStructure": False, "BigEndianStructure": False}
-_RECORDS |= {"Union": True, "LittleEndianUnion": True, "BigEndianUnion": True}
-_FUNCTYPES = {"CFUNCTYPE", "WINFUNCTYPE", "PYFUNCTYPE"}
 _DEFAULT_RESTYPE = "ctypes.c_int (ctypes' default restype)"
 
 
@@ -109,7 +86,7 @@ class _Module:
             if node.id in self.ctypes_names:
                 return self.ctypes_names[node.id]
             if self.star and node.id not in self.types and node.id not in self.records:
-                if node.id in _CTYPES or node.id in _RECORDS or node.id in _FUNCTYPES:
+                if node.id in CTYPES or node.id in RECORDS or node.id in FUNCTYPES:
                     return node.id
                 if node.id == "POINTER":
                     return node.id
@@ -134,7 +111,7 @@ class _Module:
             left, right = self.integer(node.left), self.integer(node.right)
             if left is None or right is None:
                 return None
-            return _binop(node.op, left, right)
+            return binop(node.op, left, right)
         return None
 
     def type_of(self, node: ast.expr) -> TypeRef:
@@ -152,7 +129,7 @@ class _Module:
             return TypeRef("None", "void", 0)
         name = self.ctypes_attr(node)
         if name is not None:
-            c_name = _CTYPES.get(name)
+            c_name = CTYPES.get(name)
             return None if c_name is None else self.scalars[c_name].ref(spelling)
         if isinstance(node, ast.Name):
             known = self.types.get(node.id)
@@ -162,7 +139,7 @@ class _Module:
             if func == "POINTER" and len(node.args) == 1:
                 self._type(node.args[0])  # only to note what it cannot read
                 return TypeRef(spelling, "pointer", 8, 8)
-            if func in _FUNCTYPES:
+            if func in FUNCTYPES:
                 return TypeRef(spelling, "pointer", 8, 8)
             return None
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
@@ -195,9 +172,12 @@ class _Module:
                 else:
                     self.ctypes_names[alias.asname or alias.name] = alias.name
         elif isinstance(stmt, ast.If):
-            if not _is_type_checking(stmt.test):  # TYPE_CHECKING blocks never run
+            # TYPE_CHECKING blocks never run; a platform test runs the target's branch only
+            taken = False if is_type_checking(stmt.test) else on_target(stmt.test, self.target)
+            if taken is not False:
                 self.run(stmt.body)
-            self.run(stmt.orelse)
+            if taken is not True:
+                self.run(stmt.orelse)
         elif isinstance(stmt, ast.Try):
             self.run(stmt.body)
             for handler in stmt.handlers:
@@ -245,7 +225,7 @@ class _Module:
             self.symbols[name] = symbol
         elif (ref := self._type(value)) is not None:
             self.types[name] = ref
-            if isinstance(value, ast.Call) and self.ctypes_attr(value.func) in _FUNCTYPES:
+            if isinstance(value, ast.Call) and self.ctypes_attr(value.func) in FUNCTYPES:
                 self.prototypes[name] = value
 
     def symbol_of(self, node: ast.expr) -> str | None:
@@ -271,7 +251,7 @@ class _Module:
         spec, proto = value.args[0], value.func
         if isinstance(proto, ast.Name):
             proto = self.prototypes.get(proto.id, proto)
-        is_proto = isinstance(proto, ast.Call) and self.ctypes_attr(proto.func) in _FUNCTYPES
+        is_proto = isinstance(proto, ast.Call) and self.ctypes_attr(proto.func) in FUNCTYPES
         if not (is_proto and isinstance(spec, ast.Tuple) and spec.elts):
             return False
         first = spec.elts[0]
@@ -307,17 +287,19 @@ class _Module:
         enabled = args.get("enabled")
         if isinstance(enabled, ast.Constant) and enabled.value is False:
             return
-        if isinstance(name, (ast.Tuple, ast.List)) and name.elts:  # first of several spellings
-            name = name.elts[0]
-        if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+        symbol = symbol_name(name)
+        listed = isinstance(argtypes, (ast.List, ast.Tuple))
+        elements = argtypes.elts if isinstance(argtypes, (ast.List, ast.Tuple)) else []
+        # the shape tells a registration from any other decorator with three arguments
+        if symbol is None or not type_like(restype) or not all(map(type_like, elements)):
             return
-        if not isinstance(argtypes, (ast.List, ast.Tuple)):
-            self.problem(deco, f"{name.value}: argtypes is not a literal list")
-            params = None
-        else:
-            params = tuple(self.type_of(arg) for arg in argtypes.elts)
-        self.decl.functions[name.value] = FunctionDecl(
-            name.value, params, self.type_of(restype), self.where(deco)
+        if not listed and not isinstance(argtypes, ast.Name):
+            return
+        if not listed:
+            self.problem(deco, f"{symbol}: argtypes is not a literal list")
+        params = tuple(self.type_of(arg) for arg in elements) if listed else None
+        self.decl.functions[symbol] = FunctionDecl(
+            symbol, params, self.type_of(restype), self.where(deco)
         )
 
     def class_def(self, node: ast.ClassDef) -> None:
@@ -325,8 +307,8 @@ class _Module:
         union: bool | None = None
         for base in node.bases:
             kind = self.ctypes_attr(base)
-            if kind in _RECORDS:
-                union = _RECORDS[kind]
+            if kind in RECORDS:
+                union = RECORDS[kind]
             elif isinstance(base, ast.Name) and base.id in self.records:
                 base_record = self.records[base.id]
                 union = base_record.union
@@ -408,26 +390,6 @@ class _Module:
         return ref
 
 
-def _binop(op: ast.operator, left: int, right: int) -> int | None:
-    if isinstance(op, ast.Add):
-        return left + right
-    if isinstance(op, ast.Sub):
-        return left - right
-    if isinstance(op, ast.Mult):
-        return left * right
-    if isinstance(op, (ast.FloorDiv, ast.Mod)) and right != 0:
-        return left // right if isinstance(op, ast.FloorDiv) else left % right
-    if isinstance(op, (ast.LShift, ast.RShift)) and 0 <= right <= 256:
-        return left << right if isinstance(op, ast.LShift) else left >> right
-    if isinstance(op, ast.BitOr):
-        return left | right
-    if isinstance(op, ast.BitAnd):
-        return left & right
-    if isinstance(op, ast.BitXor):
-        return left ^ right
-    return None
-
-
 def _respell(ref: TypeRef, spelling: str) -> TypeRef:
     return TypeRef(spelling, ref.kind, ref.size, ref.align, ref.signed, ref.struct, ref.count)
 
@@ -436,11 +398,6 @@ def _array(spelling: str, element: TypeRef, count: int | None) -> TypeRef:
     size = None if element.size is None or count is None else element.size * count
     struct = element.struct if element.kind in ("struct", "array") else None
     return TypeRef(spelling, "array", size, element.align, element.signed, struct, count)
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", None)
-    return name == "TYPE_CHECKING"
 
 
 def read_source(text: str, rel: str, decl: BindingDecl) -> None:

@@ -44,7 +44,10 @@ def _read(source: Path, target: str | None) -> BindingDecl:
     if name.endswith((".tar.gz", ".tgz", ".zip")):
         return _read_sdist(source, target)
     if name.endswith(".py"):
-        return pyctypes.read_sources([(name, _text(source, name))], source.stem, target)
+        # llama_cpp/llama_cpp.py inside an unpacked sdist: named after the sdist
+        label = _sdist_name(source.parent.parent) if name == "llama_cpp.py" else None
+        rel = _SDIST_MODULE if label else name
+        return pyctypes.read_sources([(rel, _text(source, rel))], label or source.stem, target)
     if name.endswith(".go"):
         return golang.read_package([(name, _bytes(source))], source.stem, target)
     raise BindingUnreadable(
@@ -78,8 +81,13 @@ def _read_folder(root: Path, target: str | None) -> BindingDecl:
 
 
 def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
-    """llama_cpp/llama_cpp.py and PKG-INFO straight from the archive, nothing unpacked."""
+    """llama_cpp/llama_cpp.py straight from the archive, nothing unpacked.
+
+    A tarball is read only up to that module (PKG-INFO, often last, would mean decompressing
+    all 40-80 MB): the name then comes from the top folder, `llama_cpp_python-0.3.16/`.
+    """
     wanted: dict[str, bytes] = {}
+    top = ""
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
@@ -87,6 +95,7 @@ def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
                     key = _wanted(info.filename)
                     if key and info.file_size <= _MAX_FILE and key not in wanted:
                         wanted[key] = zf.read(info)
+                        top = info.filename.strip("/").split("/")[0]
         else:
             with tarfile.open(archive, "r:*") as tf:
                 for member in tf:
@@ -95,16 +104,25 @@ def _read_sdist(archive: Path, target: str | None) -> BindingDecl:
                         handle = tf.extractfile(member)
                         if handle is not None:
                             wanted[key] = handle.read()
-                    if len(wanted) == 2:
+                            top = member.name.strip("/").split("/")[0]
+                    if "module" in wanted:
                         break
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
         detail = (str(err).splitlines() or [type(err).__name__])[0].rstrip(":")
         raise BindingUnreadable(f"{archive}: not a readable sdist archive: {detail}") from err
     if "module" not in wanted:
         raise BindingUnreadable(f"{archive}: no binding found (no {_SDIST_MODULE} in the sdist)")
-    name = _pkg_info_name(wanted.get("PKG-INFO", b"")) or archive.name
+    name = _pkg_info_name(wanted.get("PKG-INFO", b"")) or _folder_name(top) or archive.name
     text = _decode(wanted["module"], _SDIST_MODULE)
     return pyctypes.read_sources([(_SDIST_MODULE, text)], name, target)
+
+
+def _folder_name(top: str) -> str | None:
+    """`llama-cpp-python 0.3.16` from an sdist's top folder `llama_cpp_python-0.3.16`."""
+    dist, sep, version = top.rpartition("-")
+    if not sep or not dist or not version[:1].isdigit():
+        return None
+    return f"{re.sub(r'[-_.]+', '-', dist).lower()} {version}"
 
 
 def _wanted(member: str) -> str | None:

@@ -7,6 +7,8 @@ layouts the reader must compute without importing it.
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 from typing import TYPE_CHECKING
 
 
@@ -129,3 +131,16 @@ def llama_n_ctx(ctx, /) -> int: ...
 
 @ctypes_function("llama_set_progress", [llama_context_p_ctypes, llama_progress_callback], None)
 def llama_set_progress(ctx, callback, /) -> None: ...
+
+
+# A platform test: the reader takes the target's branch, as Python on that platform would.
+if sys.platform == "win32":
+    llama_handle_t = ctypes.c_uint32
+elif sys.platform.startswith("linux") and os.name != "nt":
+    llama_handle_t = ctypes.c_uint16
+else:
+    llama_handle_t = ctypes.c_uint64
+
+
+class llama_handle_holder(ctypes.Structure):
+    _fields_ = [("handle", llama_handle_t)]

@@ -31,7 +31,7 @@ llama_vocab_n_tokens = _lib.llama_vocab_n_tokens
 llama_vocab_n_tokens.argtypes = (voidp,)
 llama_vocab_n_tokens.restype = c_int32
 
-getattr(_lib, "llama_max_devices").restype = c_size_t
+getattr(_lib, "llama_max_devices").restype = c_size_t  # noqa: B009 - the form under test
 _lib["llama_time_us"].restype = ct.c_int64
 
 LLAMA_SESSION_VERSION = 9

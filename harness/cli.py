@@ -612,6 +612,9 @@ def cmd_binding_check(args: argparse.Namespace) -> int:
     if args.live and binding_fetch.requirement(args.binding) is None:
         raise ConfigError("--live needs an installable Python binding: a pip requirement")
     m = _matrix(args, False)
+    tags = list(args.releases) or list(m.releases if m else [])
+    if not tags and not args.all:
+        raise ConfigError("binding-check: name releases, or give a matrix.yaml with releases")
     dl = _downloader(args, m)
     overrides = names.load_overrides(Path(args.names)) if args.names else None
     decl = binding_fetch.open_source(args.binding, dl.cache.root)
@@ -623,9 +626,6 @@ def cmd_binding_check(args: argparse.Namespace) -> int:
         verdicts = found.ordered()
         lines += found.summary()
     else:
-        tags = list(args.releases) or list(m.releases if m else [])
-        if not tags:
-            raise ConfigError("binding-check: name releases, or give a matrix.yaml with releases")
         verdicts = releases.check_releases(decl, tags, abi_of, overrides)
     lines += releases.render(verdicts, decl.name)
     rows = [v.to_json() for v in verdicts]

@@ -575,6 +575,8 @@ def test_llama_cpp_python_live_agrees_with_the_static_check(tmp_path: Path) -> N
         text=True,
         timeout=600,
     )
+    if done.returncode == 3 and ": install failed" in done.stderr:
+        pytest.skip(f"cannot install llama-cpp-python here: {done.stderr.strip()}")
     assert done.returncode == 1, done.stderr
     ok, broken = json.loads(done.stdout)
     assert ok["verdict"] == "compatible" and ok["live"]["what"] == "pass", ok

@@ -31,8 +31,8 @@ import platformdirs
 
 from harness.cache import atomic, hashes
 from harness.cache.extract import archive_type, safe_extract
+from harness.cache.want import Fetcher, Want
 from harness.errors import ConfigError, DigestMismatch, DigestMissing, IntegrityError
-from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Every release has the SONAME `libggml-base.so`: a second release in the same process binds to the
 first one's ggml or fails. So: one release per process. The harness itself loads each release in a
-child process (`harness.suites.child`); `load_library()` is for a user who wants one release in
-their own process.
+child process (`harness.suites.child`); `harness.load_library()` (in `library`) is for a user
+who wants one release in their own process.
 
 Order matters: ggml-base, ggml, llama are preloaded by absolute path with RTLD_GLOBAL (b3889's
 RUNPATH points at its build machine; npm builds rename the libraries `libllama.<tag>.so`), the log
@@ -135,40 +135,3 @@ def load(
         args = [False] if fns.llama_backend_init.argtypes else []  # b<2xxx took `numa`
         fns.llama_backend_init(*args)
     return Loaded(libdir, fns, bindings, handles, backends, keep)
-
-
-_LOADED: dict[str, Loaded] = {}
-
-
-def load_library(
-    version: str = "latest",
-    *,
-    cache_dir: str | Path | None = None,
-    sources: tuple[str, ...] = ("github", "npm"),
-    log: LogSink | None = None,
-) -> Loaded:
-    """Provision this machine's build of `version` and load it into THIS process.
-
-    One release per process: every release shares the SONAME libggml-base.so, so a second,
-    different release raises LoadFailed (run it in a child process instead). Loading the same
-    release again returns the same object.
-    """
-    from harness.abi.release import release_api
-    from harness.library import LibraryDownloader
-
-    dl = LibraryDownloader(cache_dir, sources=sources)
-    result = dl.download(version)
-    assert result.stored
-    libdir = find_libdir(Path(result.stored.path))
-    key = str(libdir)
-    if key in _LOADED:
-        return _LOADED[key]
-    if _LOADED:
-        other = next(iter(_LOADED))
-        raise LoadFailed(
-            f"{other} is already loaded in this process; llama.cpp releases share the SONAME "
-            "libggml-base.so, so load another release in a child process"
-        )
-    api = release_api(dl, result)
-    _LOADED[key] = loaded = load(libdir, api, log)
-    return loaded

@@ -359,7 +359,8 @@ def host_variants(rel: Any) -> list[str]:
 
 def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
     """This machine's cell of a release: the variant `inspect-host` would choose."""
-    from harness.host.probe import choose_variant, inspect_host
+    from harness.host.choose import choose_variant
+    from harness.host.probe import inspect_host
 
     hos, harch = assets.host_platform()
     try:
@@ -374,7 +375,8 @@ def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
 
 
 def cmd_inspect_host(args: argparse.Namespace) -> int:
-    from harness.host.probe import choose_variant, inspect_host, render
+    from harness.host.choose import choose_variant, render
+    from harness.host.probe import inspect_host
     from harness.load.backends import cpu_backend_choice
     from harness.load.loader import find_libdir
 

@@ -22,11 +22,11 @@ from typing import Any
 from harness.abi import Api
 from harness.config.matrix import Cell
 from harness.errors import HarnessError
+from harness.host import choose, probe
 from harness.library import LibraryDownloader
 from harness.load.loader import find_libdir
 from harness.provision import CellResult
 from harness.report import model as report
-from harness.sources import assets
 from harness.static import check_tree
 from harness.suites.conformance import NAMES
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # A cell's child takes ~0.15 s, an xdist worker ~1 s to start: spread only what pays for it.
 MIN_CELLS_PER_WORKER = 8
-CPU_VARIANTS = {"cpu", "avx", "avx2", "avx512", "noavx", "openblas", "blas", "llvm", "msvc"}
 
 
 @dataclass
@@ -50,56 +49,6 @@ class Options:
     suites: tuple[str, ...] = ("conformance", "bench")
     bench_presets: tuple[str, ...] = ("tiny", "small-f16", "small-q8_0")
     baseline: dict[str, Any] | None = None
-
-
-def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
-    """Why this host cannot run the cell, or None when it can."""
-    return plan(cell, host)[0]
-
-
-def plan(cell: Cell, host: tuple[str, str]) -> tuple[str | None, dict[str, Any]]:
-    """(why not, or None; what the cell's child needs) for running `cell` on this host.
-
-    GPU builds run with every layer offloaded when the host has the driver they need: Vulkan
-    with its loader and an ICD (a software one such as Mesa's lavapipe counts:
-    GGML_VK_VISIBLE_DEVICES=0 makes ggml accept a CPU-type device), CUDA with libcuda.
-    """
-    if (cell.os, cell.arch) != host:
-        return f"built for {cell.os}/{cell.arch}; this host is {host[0]}/{host[1]}", {}
-    if cell.variant in CPU_VARIANTS:
-        return None, {}
-    if (cell.os, cell.variant) == ("macos", "metal"):
-        return None, {"gpu_layers": 99}
-    if cell.variant == "vulkan":
-        why = _vulkan_missing()
-        if why:
-            return f"the vulkan build needs {why}", {}
-        return None, {"gpu_layers": 99, "env": {"GGML_VK_VISIBLE_DEVICES": "0"}, "gpu": "vulkan"}
-    if cell.variant.startswith("cuda"):
-        if not _library("cuda", "nvcuda"):
-            return "the CUDA build needs the NVIDIA driver (libcuda not found on this host)", {}
-        return None, {"gpu_layers": 99, "gpu": "cuda"}
-    return f"no probe for a {cell.variant} runtime on this host yet", {}
-
-
-def _library(*names: str) -> str | None:
-    import ctypes.util
-
-    return next((found for n in names if (found := ctypes.util.find_library(n))), None)
-
-
-def _vulkan_missing() -> str | None:
-    if not _library("vulkan", "vulkan-1"):
-        return "the Vulkan loader (libvulkan not found)"
-    dirs = [
-        Path(d)
-        for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d")
-    ]
-    if sys.platform.startswith("linux") and not any(
-        d.is_dir() and any(d.glob("*.json")) for d in dirs
-    ):
-        return "a Vulkan driver (no ICD in /usr/share/vulkan/icd.d or /etc/vulkan/icd.d)"
-    return None
 
 
 def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[str, Any]:
@@ -144,7 +93,7 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
     from harness.abi.release import release_api
     from harness.suites.fixtures import model as models
 
-    host = assets.host_platform()
+    host = probe.inspect_host()  # once: `choose.plan` decides each cell against it
     model_path = models.ensure_model(dl.cache.root, opts.model)  # a bad `model:` fails first
     wanted = manifests.load(opts.manifest) if opts.manifest else None
     results = dl.download_cells(list(cells), raise_errors=False)
@@ -179,11 +128,11 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
         )
         row["checks"].update({f"static.{k}": v for k, v in static.checks.items()})
         row["static"] = {k: static.facts.get(k) for k in STATIC_FACTS if k in static.facts}
-        why, extra = plan(res.cell, host)
+        why, extra = choose.plan(res.cell, host)
         if why:
             # another platform is judged by its binaries; this platform's GPU build that cannot
             # run here (no driver) is a skip, with the reason, unless its binaries are broken
-            same_platform = (res.cell.os, res.cell.arch) == host
+            same_platform = (res.cell.os, res.cell.arch) == (host.os, host.arch)
             _static_only(row, static, why, skip=same_platform)
             continue
         if api is None:  # runnable here, but without its header we cannot call it safely

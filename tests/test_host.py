@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.host.probe import Cuda, HostInfo, Icd, Vulkan, choose_variant, inspect_host, render
+from harness.host.choose import choose_variant, render
+from harness.host.probe import Cuda, HostInfo, Icd, Vulkan, inspect_host
 from harness.load.backends import (
     BUILT_IN,
     backend_modules,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.cache import atomic
-from harness.load.child import Outcome, run_cell
+from harness.suites.child import Outcome, run_cell
 from harness.suites.conformance import NAMES
 
 

@@ -505,12 +505,15 @@ def _publish(
 ) -> int:
     """Write the report files, show it, name each problem on stderr, and pick the exit code."""
     from harness.report import model as report
-    report.write(rep, out)
+    from harness.report.markdown import markdown
+    from harness.report.publish import write
+
+    write(rep, out)
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(report.markdown(rep))
+        print(markdown(rep))
         print(f"report: {out / 'report.md'} (also report.json, report.html, report.xml)")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.report import model as rp
+from harness.report.text import as_number, fmt_rate, percent, xml_text
 
 CSS = """
 :root{--pass:#d8f3dc;--static:#eef8ef;--fail:#fcd5d2;--error:#ffe6bf;--crash:#ecd5f2;
@@ -60,10 +61,7 @@ PAD_L, PAD_R, PAD_T, PAD_B = 56, 14, 22, 58
 
 def e(x: Any) -> str:
     """Escaped text; characters XML forbids (NUL, most C0 controls) become U+FFFD."""
-    return html.escape(_XML_BAD.sub("\ufffd", str(x)), quote=True)
-
-
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+    return html.escape(xml_text(x), quote=True)
 
 
 def anchor(c: dict[str, Any]) -> str:
@@ -205,16 +203,16 @@ def _bench_table(
                 f"{label} {fmt(n)}"
                 for kind, label, fmt in (
                     ("native_ratio", "ours ÷ native", lambda x: f"{x:.2f}"),
-                    ("llama_bench", "llama-bench", rp.fmt_rate),
+                    ("llama_bench", "llama-bench", fmt_rate),
                 )
                 if (n := rp.bench_extra(mine[r], kind, k)) is not None
             ]
-            iqr = rp.as_number(s.get("iqr"))
+            iqr = as_number(s.get("iqr"))
             rounds = s.get("rounds")
             row.append(
                 f'<td class="v-{e(str((c or {}).get("verdict", "")).replace(" ", "-"))}">'
-                f"<b>{e(rp.fmt_rate(s.get('median')))}</b>"
-                + (f" ±{e(rp.fmt_rate(iqr))}" if iqr is not None else "")
+                f"<b>{e(fmt_rate(s.get('median')))}</b>"
+                + (f" ±{e(fmt_rate(iqr))}" if iqr is not None else "")
                 + (f' <span class="note">×{e(rounds)}</span>' if rounds is not None else "")
                 + (f"<br>{e(rp.change_text(c))} vs {e(c.get('previous', ''))}" if c else "")
                 + (f'<br><span class="note">{e(", ".join(extra))}</span>' if extra else "")
@@ -259,7 +257,7 @@ def chart(title: str, points: Sequence[tuple[str, dict[str, Any] | None, Any]]) 
         out.append(
             f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + w}" y1="{ty:.1f}" y2="{ty:.1f}"/>'
             f'<text x="{PAD_L - 6}" y="{ty + 4:.1f}" text-anchor="end">'
-            f"{e(rp.fmt_rate(tick))}</text>"
+            f"{e(fmt_rate(tick))}</text>"
         )
         tick += step
     out.append(
@@ -280,7 +278,7 @@ def chart(title: str, points: Sequence[tuple[str, dict[str, Any] | None, Any]]) 
         med, lo, hi = v
         cls = f"point {verdict}" if verdict in ("slower", "faster") else "point"
         tip = (
-            f"{label}: {rp.fmt_rate(med)} t/s (IQR {rp.fmt_rate(st.get('iqr'))}, "
+            f"{label}: {fmt_rate(med)} t/s (IQR {fmt_rate(st.get('iqr'))}, "
             f"{st.get('rounds', '?')} rounds)"
         )
         out.append(
@@ -295,10 +293,10 @@ def chart(title: str, points: Sequence[tuple[str, dict[str, Any] | None, Any]]) 
 
 
 def _spread(st: dict[str, Any], med: float) -> tuple[float, float]:
-    q1, q3 = rp.as_number(st.get("q1")), rp.as_number(st.get("q3"))
+    q1, q3 = as_number(st.get("q1")), as_number(st.get("q3"))
     if q1 is not None and q3 is not None:
         return q1, q3
-    iqr = rp.as_number(st.get("iqr")) or 0.0
+    iqr = as_number(st.get("iqr")) or 0.0
     return med - iqr / 2, med + iqr / 2
 
 
@@ -320,8 +318,8 @@ def _comparison(report: dict[str, Any]) -> list[str]:
         f'<tr class="v-{e(str(x.get("verdict", "")).replace(" ", "-"))}">'
         f"<td>{e(x.get('release', ''))}</td><td>{e(x.get('previous', ''))}</td>"
         f"<td>{e(x.get('cell', ''))}</td><td>{e(x.get('test', ''))}</td>"
-        f"<td>{e(rp.percent(x.get('change')))}</td>"
-        f"<td>{e(rp.percent(x.get('noise'), sign=False))}</td>"
+        f"<td>{e(percent(x.get('change')))}</td>"
+        f"<td>{e(percent(x.get('noise'), sign=False))}</td>"
         f"<td>{rp.PERF_GLYPH.get(str(x.get('verdict')), '')} {e(x.get('verdict', ''))}</td></tr>"
         for x in entries
     ]

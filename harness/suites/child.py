@@ -75,20 +75,32 @@ def run_cell(
         data = ran.result
         checks = data.get("checks", {})
         bad = [n for n, c in checks.items() if c["status"] in ("fail", "error")]
-        return Outcome(
-            "fail" if bad else "pass",
-            "; ".join(f"{n}: {checks[n]['message']}" for n in bad),
-            checks,
-            data.get("facts", {}),
-            ran.log_tail,
-            {**data.get("seconds", {}), "wall": ran.wall},
-            data.get("backends"),
-            data.get("missing_symbols", []),
-            devices(ran.files.log),
+        return _on_its_device(
+            spec.get("gpu"),
+            Outcome(
+                "fail" if bad else "pass",
+                "; ".join(f"{n}: {checks[n]['message']}" for n in bad),
+                checks,
+                data.get("facts", {}),
+                ran.log_tail,
+                {**data.get("seconds", {}), "wall": ran.wall},
+                data.get("backends"),
+                data.get("missing_symbols", []),
+                devices(ran.files.log),
+            ),
         )
     status = "crash" if ran.crashed else "error"
     seconds = {"wall": timeout if ran.timed_out else ran.wall}
     return Outcome(status, ran.error or "", done, log_tail=ran.log_tail, seconds=seconds)
+
+
+def _on_its_device(gpu: str | None, got: Outcome) -> Outcome:
+    """A GPU build that ran on the CPU says so instead of claiming the GPU build works."""
+    used = gpu and any(d.lower().startswith(gpu) for d in got.devices)
+    if gpu and not used and got.status in ("pass", "fail"):
+        said = next((d for d in got.devices if "ound" in d or "no " in d), "no device used")
+        got.status, got.reason = "skip", f"ggml accepted no {gpu} device here ({said})"
+    return got
 
 
 _DEVICE = re.compile(r"using device (\S+)|ggml_vulkan: No devices found|no CUDA-capable device")

@@ -11,7 +11,8 @@ two workers at once): whatever worker runs the test, the child starts once.
 
 The SPEC file speaks the launcher's protocol (`harness.load.child`): the controlling process (the
 only one, or xdist's controller) appends one fsync'd progress line per test as its report
-arrives, and writes `{"tests": {cell id: {"outcome", "message", "reports"}}}` as the result at
+arrives, and writes `{"tests": {cell id: {"outcome", "message", "reports", "worker"}}}` as the
+result at
 the end, so the parent publishes what the tests judged, even for a test that errored before its
 cell's outcome was written.
 """
@@ -93,8 +94,10 @@ class Record:
             return  # a passing setup or teardown says nothing yet
         cell = cell_of(rep.nodeid)
         outcome = "error" if rep.failed and rep.when != "call" else rep.outcome
-        _keep(self.tests, cell, outcome, _message(rep), rep.when)
+        worker = getattr(getattr(getattr(rep, "node", None), "gateway", None), "id", "main")
+        _keep(self.tests, cell, outcome, _message(rep), rep.when, worker)
         line = {"done": cell, "when": rep.when, "outcome": outcome, "message": _message(rep)}
+        line["worker"] = worker
         self._progress.write(json.dumps(line) + "\n")
         self._progress.flush()
         os.fsync(self._progress.fileno())
@@ -107,7 +110,12 @@ _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 
 
 def _keep(
-    tests: dict[str, dict[str, Any]], cell: str, outcome: str, message: str, when: str
+    tests: dict[str, dict[str, Any]],
+    cell: str,
+    outcome: str,
+    message: str,
+    when: str,
+    worker: str,
 ) -> None:
     """Record one report of a cell's test: the worst outcome stands; calls are counted."""
     seen = tests.get(cell)
@@ -115,6 +123,7 @@ def _keep(
         reports = seen["reports"] if seen else 0
         seen = tests[cell] = {"outcome": outcome, "message": message, "reports": reports}
     seen["reports"] += when == "call"
+    seen["worker"] = worker  # which process ran it: "main", or xdist's gw0, gw1, ...
 
 
 def _message(rep: pytest.TestReport) -> str:
@@ -203,7 +212,7 @@ def run_tests(
         tests = {}
         for item in ran.progress:
             if "done" in item:
-                _keep(tests, str(item["done"]), item["outcome"], item["message"], item["when"])
+                _keep(tests, str(item["done"]), item["outcome"], item["message"], item["when"], "?")
     # exit 1 just means a test failed; anything else, or no result at all, is pytest's trouble
     trouble = ran.error if ran.result is None or ran.returncode not in (0, 1) else None
     return tests, trouble

@@ -231,7 +231,7 @@ def test_cpu_variant_names_from_files(tmp_path: Path) -> None:
         "libllama-common.so",
     ]:
         (tmp_path / name).write_bytes(b"")
-    assert cpu_variants_in(tmp_path) == ["armv8.2_3", "default", "haswell", "zen4"]
+    assert cpu_variants_in(tmp_path) == ["armv8.2_3", "generic", "haswell", "zen4"]
     assert [p.name for p in backend_modules(tmp_path)] == ["libggml-cuda.so", "libggml-vulkan.so"]
 
 

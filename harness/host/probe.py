@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.sources.assets import cuda_version, host_platform
+from harness.static.names import X86_VARIANT_NEEDS
 
 _TIMEOUT = 3.0
 T = TypeVar("T")
@@ -639,8 +640,6 @@ def choose_variant(
 
 def render(host: HostInfo, choice: Choice | None = None) -> str:
     """The text of `llama-harness inspect-host`."""
-    from harness.load.backends import X86_VARIANT_NEEDS
-
     interesting = sorted({f for need in X86_VARIANT_NEEDS.values() for f in need})
     shown = [f for f in interesting if f in host.cpu_features]
     feats = " ".join(shown) if host.os != "macos" or host.arch == "x64" else ""

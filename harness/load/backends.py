@@ -37,59 +37,33 @@ from pathlib import Path
 from typing import Any
 
 from harness.load.loader import LoadFailed, library_paths
+from harness.static.names import (
+    GENERIC,
+    X86_VARIANT_NEEDS,
+    backend_module_of,
+    cpu_variant_of,
+    is_core_ggml,
+)
 
-_CPU_LIB = re.compile(r"(?:lib)?ggml-cpu(?:-(?P<variant>.+?))?\.(?:so|dylib|dll)", re.IGNORECASE)
-_BACKEND_LIB = re.compile(r"(?:lib)?ggml-(?P<name>[a-z0-9_]+)\.(?:so|dylib|dll)", re.IGNORECASE)
-_CORE_LIB = re.compile(r"(?:lib)?ggml(?:\.[^-].*)?\.(?:so|dylib|dll)", re.IGNORECASE)
 _MARK = "@@cpuvariant "
 BUILT_IN = "built in"
-DEFAULT = "default"  # a plain libggml-cpu.so: one CPU library, no variants
-
-_SSE42 = ("sse4_2",)
-_AVX = (*_SSE42, "avx")
-_HASWELL = (*_AVX, "f16c", "fma", "avx2", "bmi2")
-_SKYLAKEX = (*_HASWELL, "avx512f")
-_ICELAKE = (*_SKYLAKEX, "avx512vbmi", "avx512_vnni")
-# What each x86 variant is built with (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS), in
-# /proc/cpuinfo spelling: the fallback when a variant library exports no ggml_backend_score.
-X86_VARIANT_NEEDS: dict[str, tuple[str, ...]] = {
-    "x64": (),
-    "sse42": _SSE42,
-    "sandybridge": _AVX,
-    "ivybridge": (*_AVX, "f16c"),
-    "piledriver": (*_AVX, "f16c", "fma"),
-    "haswell": _HASWELL,
-    "alderlake": (*_HASWELL, "avx_vnni"),
-    "skylakex": _SKYLAKEX,
-    "cannonlake": (*_SKYLAKEX, "avx512vbmi"),
-    "cascadelake": (*_SKYLAKEX, "avx512_vnni"),
-    "cooperlake": (*_SKYLAKEX, "avx512_vnni", "avx512_bf16"),
-    "icelake": _ICELAKE,
-    "zen4": (*_ICELAKE, "avx512_bf16"),
-    "sapphirerapids": (*_ICELAKE, "avx512_bf16", "amx_tile", "amx_int8"),
-}
 
 
 # ---------------------------------------------------------------- files
-
-
-def _variant_of(name: str) -> str | None:
-    m = _CPU_LIB.fullmatch(name)
-    return (m["variant"] or DEFAULT) if m else None
 
 
 def cpu_libraries(libdir: Path) -> dict[str, Path]:
     """{variant: path} of the CPU backend libraries shipped in libdir."""
     out = {}
     for p in sorted(Path(libdir).iterdir()):
-        v = _variant_of(p.name)
+        v = cpu_variant_of(p.name)
         if v and p.is_file():
             out[v] = p
     return out
 
 
 def cpu_variants_in(libdir: Path) -> list[str]:
-    """The variants shipped (`libggml-cpu-<name>`); `default` for a plain libggml-cpu; [] when
+    """The variants shipped (`libggml-cpu-<name>`); `generic` for a plain libggml-cpu; [] when
     the CPU code is built into libggml."""
     return sorted(cpu_libraries(libdir))
 
@@ -99,7 +73,7 @@ def backend_modules(libdir: Path) -> list[Path]:
     return [
         p
         for p in sorted(Path(libdir).iterdir())
-        if (m := _BACKEND_LIB.fullmatch(p.name)) and m["name"].lower() not in ("base", "cpu")
+        if backend_module_of(p.name)
     ]
 
 
@@ -163,7 +137,7 @@ def _mapped_cpu_libs() -> list[str]:
     except OSError:
         return []
     names = {Path(p).name for p in re.findall(r"(/\S+)$", maps, re.M)}
-    return sorted(n for n in names if _variant_of(n))
+    return sorted(n for n in names if cpu_variant_of(n))
 
 
 def force_cpu_variant(
@@ -404,14 +378,14 @@ def cpu_backend_choice(
     result["error"] = error
     cpu_files = [Path(r["library"] or "").name for r in data["regs"] if r["name"] == "CPU"]
     result["loaded"] = [
-        _variant_of(f) or (BUILT_IN if _CORE_LIB.fullmatch(f) else f) for f in cpu_files
+        cpu_variant_of(f) or (BUILT_IN if is_core_ggml(f) else f) for f in cpu_files
     ]
     if cpu_files:
         result["library"] = cpu_files[0] or None
         result["variant"] = result["loaded"][0]
     elif data["mapped"]:  # no registry to ask
         result["library"] = data["mapped"][0]
-        result["variant"] = _variant_of(data["mapped"][0])
+        result["variant"] = cpu_variant_of(data["mapped"][0])
     elif not result["available"]:
         result["variant"] = BUILT_IN
     return result
@@ -455,7 +429,7 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
         for v in rest:
             known = by_flags[v]
             method = "cpu flags" if known is not None else "unknown"
-            if v == DEFAULT and known is None:
+            if v == GENERIC and known is None:
                 known, method = True, "no variants"
             out[v] = {"score": None, "supported": known, "method": method}
     methods = {d["method"] for d in out.values()}

@@ -363,6 +363,10 @@ class NpmSource:
             self._save()
         return str(index["integrity"][spec])
 
+    def source_archive(self, release: Release, target: Path) -> Path:
+        """npm packages carry a git bundle of the release instead (`abi.release` reads it)."""
+        raise SourceError(f"npm has no source archive for {release.build or release.tag}")
+
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         spec = want.url.removeprefix("npm:")
 

@@ -2,6 +2,11 @@
 
 Every failure is one line on stderr and a documented exit code (see harness.errors); a traceback
 is shown only with `-v` and only for a bug.
+
+One module on purpose: it is the whole command-line contract (every command, option and exit code
+in one place), and each command is a few lines over the package. Imports inside a command are
+lazy on purpose, for start-up time: `llama-harness releases` must not pay for numpy, LIEF,
+libclang or the report renderers that only `run` needs.
 """
 
 from __future__ import annotations

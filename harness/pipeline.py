@@ -45,6 +45,7 @@ from harness.static import check_tree
 from harness.suites.child import Outcome
 from harness.suites.conformance import NAMES
 from harness.suites.fixtures import model as models
+from harness.suites.fixtures import reference
 from harness.suites.plugin import run_tests
 from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
 
@@ -83,8 +84,6 @@ def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[s
     """What every release must produce, from an independent NumPy forward pass (tiny model)."""
     if not tiny:
         return {}
-    from harness.suites.fixtures import reference
-
     ids = reference.tokenize(model, prompt)
     first = reference.forward(model, ids)[-1]
     return {

@@ -19,7 +19,7 @@ Forcing a variant (checked on b4435, b6673, b10361): `GGML_BACKEND_PATH` does NO
 as a second CPU backend (b6673 and b10361 register two "CPU" backends, and llama.cpp uses the
 first); b4435 ignores the variable. What works: skip `load_all_from_path` and call
 `ggml_backend_load(<path of that libggml-cpu-*.so>)` (exported by libggml since b4435), plus
-`ggml_backend_load` for each non-CPU backend module you still want: `force_cpu_variant()`.
+`ggml_backend_load` for each non-CPU backend module you still want: `loader.force_cpu_variant()`.
 ggml refuses (returns NULL) a variant whose score is 0 on this CPU.
 """
 
@@ -36,11 +36,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.load.loader import LoadFailed, library_paths
+from harness.abi import Api
+from harness.host.probe import cpu_features
+from harness.load.loader import c_function as _fn
+from harness.load.loader import cpu_libraries, force_cpu_variant, library_paths, load
 from harness.static.names import (
     GENERIC,
     X86_VARIANT_NEEDS,
-    backend_module_of,
     cpu_variant_of,
     is_core_ggml,
 )
@@ -52,29 +54,10 @@ BUILT_IN = "built in"
 # ---------------------------------------------------------------- files
 
 
-def cpu_libraries(libdir: Path) -> dict[str, Path]:
-    """{variant: path} of the CPU backend libraries shipped in libdir."""
-    out = {}
-    for p in sorted(Path(libdir).iterdir()):
-        v = cpu_variant_of(p.name)
-        if v and p.is_file():
-            out[v] = p
-    return out
-
-
 def cpu_variants_in(libdir: Path) -> list[str]:
     """The variants shipped (`libggml-cpu-<name>`); `generic` for a plain libggml-cpu; [] when
     the CPU code is built into libggml."""
     return sorted(cpu_libraries(libdir))
-
-
-def backend_modules(libdir: Path) -> list[Path]:
-    """The non-CPU backend modules (libggml-cuda.so, ggml-vulkan.dll, ...) in libdir."""
-    return [
-        p
-        for p in sorted(Path(libdir).iterdir())
-        if backend_module_of(p.name)
-    ]
 
 
 def supported_by_flags(features: list[str], variants: list[str]) -> dict[str, bool | None]:
@@ -86,17 +69,6 @@ def supported_by_flags(features: list[str], variants: list[str]) -> dict[str, bo
 
 
 # ---------------------------------------------------------------- ctypes, in the child
-
-Fn = Any  # a ctypes function pointer
-
-
-def _fn(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Fn | None:
-    """A fresh prototype bound to `name` in lib (None when not exported): it never changes the
-    restype/argtypes others set on lib's own attribute of that name."""
-    try:
-        return ctypes.CFUNCTYPE(restype, *argtypes)((name, lib))
-    except AttributeError:
-        return None
 
 
 def _module_of(address: int) -> str | None:
@@ -138,34 +110,6 @@ def _mapped_cpu_libs() -> list[str]:
         return []
     names = {Path(p).name for p in re.findall(r"(/\S+)$", maps, re.M)}
     return sorted(n for n in names if cpu_variant_of(n))
-
-
-def force_cpu_variant(
-    ggml: ctypes.CDLL, libdir: Path, variant: str, *, other_backends: bool = True
-) -> list[str]:
-    """Load one CPU variant (and, by default, every non-CPU backend module) into this process
-    instead of `ggml_backend_load_all_from_path`; returns the file names registered.
-
-    `ggml` is the release's libggml, already loaded (after libggml-base). Raises LoadFailed when
-    the release has no such variant, or ggml refuses it (score 0 on this CPU).
-    """
-    libs = cpu_libraries(libdir)
-    if variant not in libs:
-        raise LoadFailed(f"no libggml-cpu-{variant} in {libdir}; it ships {sorted(libs)}")
-    # ggml_backend_reg_t ggml_backend_load(const char * path);
-    load = _fn(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
-    if load is None:
-        raise LoadFailed(f"{libdir}: libggml has no ggml_backend_load (before b4435)")
-    done = []
-    for mod in backend_modules(libdir) if other_backends else []:
-        if load(os.fsencode(mod)):
-            done.append(mod.name)
-    if not load(os.fsencode(libs[variant])):
-        raise LoadFailed(
-            f"ggml refused {libs[variant].name}: this CPU cannot run it (score 0) or it failed "
-            "to load"
-        )
-    return [*done, libs[variant].name]
 
 
 def _registry(ggml: ctypes.CDLL) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -216,9 +160,6 @@ def _child_choice(libdir: Path, api_json: Path | None, force: str | None) -> Non
     keep: list[Any] = []
     paths = library_paths(libdir)
     if api_json is not None:
-        from harness.abi import Api
-        from harness.load.loader import load
-
         api = Api.from_json(api_json.read_text(encoding="utf-8"))
         loaded = load(libdir, api, lambda _level, text: log.append(text))
         mode = loaded.backends
@@ -402,7 +343,6 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
     Returns {"method": "ggml_backend_score" | "cpu flags" | "mixed" | "none", "variants":
     {variant: {"score": int | None, "supported": bool | None, "method": ...}}, "error": ...}.
     """
-    from harness.host.probe import cpu_features
 
     variants = cpu_variants_in(libdir)
     out: dict[str, dict[str, Any]] = {}

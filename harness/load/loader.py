@@ -98,8 +98,6 @@ def load(
         fns.llama_log_set(callback, None)
     backends = "linked"
     if cpu_variant:
-        from harness.load.backends import force_cpu_variant
-
         ggml = handles[-2] if len(handles) > 1 else handles[-1]
         force_cpu_variant(ggml, libdir, cpu_variant)
         backends = f"ggml_backend_load(cpu-{cpu_variant})"
@@ -113,3 +111,62 @@ def load(
         args = [False] if fns.llama_backend_init.argtypes else []  # b<2xxx took `numa`
         fns.llama_backend_init(*args)
     return Loaded(libdir, fns, bindings, handles, backends, keep)
+
+
+# ---------------------------------------------------------------- forcing one CPU backend
+# (why: see harness.load.backends, which probes which one ggml picks)
+
+
+def cpu_libraries(libdir: Path) -> dict[str, Path]:
+    """{variant: path} of the CPU backend libraries shipped in libdir."""
+    out = {}
+    for p in sorted(Path(libdir).iterdir()):
+        v = names.cpu_variant_of(p.name)
+        if v and p.is_file():
+            out[v] = p
+    return out
+
+
+def backend_modules(libdir: Path) -> list[Path]:
+    """The non-CPU backend modules (libggml-cuda.so, ggml-vulkan.dll, ...) in libdir."""
+    return [p for p in sorted(Path(libdir).iterdir()) if names.backend_module_of(p.name)]
+
+
+Fn = Any  # a ctypes function pointer
+
+
+def c_function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Fn | None:
+    """A fresh prototype bound to `name` in lib (None when not exported): it never changes the
+    restype/argtypes others set on lib's own attribute of that name."""
+    try:
+        return ctypes.CFUNCTYPE(restype, *argtypes)((name, lib))
+    except AttributeError:
+        return None
+
+
+def force_cpu_variant(
+    ggml: ctypes.CDLL, libdir: Path, variant: str, *, other_backends: bool = True
+) -> list[str]:
+    """Load one CPU variant (and, by default, every non-CPU backend module) into this process
+    instead of `ggml_backend_load_all_from_path`; returns the file names registered.
+
+    `ggml` is the release's libggml, already loaded (after libggml-base). Raises LoadFailed when
+    the release has no such variant, or ggml refuses it (score 0 on this CPU).
+    """
+    libs = cpu_libraries(libdir)
+    if variant not in libs:
+        raise LoadFailed(f"no libggml-cpu-{variant} in {libdir}; it ships {sorted(libs)}")
+    # ggml_backend_reg_t ggml_backend_load(const char * path);
+    load = c_function(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
+    if load is None:
+        raise LoadFailed(f"{libdir}: libggml has no ggml_backend_load (before b4435)")
+    done = []
+    for mod in backend_modules(libdir) if other_backends else []:
+        if load(os.fsencode(mod)):
+            done.append(mod.name)
+    if not load(os.fsencode(libs[variant])):
+        raise LoadFailed(
+            f"ggml refused {libs[variant].name}: this CPU cannot run it (score 0) or it failed "
+            "to load"
+        )
+    return [*done, libs[variant].name]

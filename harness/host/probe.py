@@ -1,11 +1,15 @@
-"""What this machine is and which build variant of a release it should run (`inspect-host`).
+"""What this machine is (`inspect-host`): OS, libc, CPU features, and every GPU runtime found.
 
 Probing reads what the OS already knows (files, `ldconfig -p`, `sysctl`, the registry,
 `IsProcessorFeaturePresent`) and never initialises a GPU: the one library it loads is the CUDA
 driver, for `cuDriverGetVersion`, which needs no device. Every probe is guarded, so a strange
 machine gives `None`s and empty lists, never an exception; subprocesses have a 3 s limit.
 
-Which build variant this host runs is decided from what is found here in `host.choose`.
+Which build variant this host runs is decided from what is found here, in `host.choose`.
+
+One module past 400 lines on purpose: it is one job (describe this machine) done per OS, and the
+probes share one library finder (`_Libs`) and one guard (`_safe`); split by runtime, each part
+would be a few dozen lines importing the same helpers.
 """
 
 from __future__ import annotations

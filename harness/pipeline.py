@@ -152,7 +152,10 @@ def provision(run: Run) -> None:
         )
         run.cells[c.id] = cell
         run.provisioned[c.id] = res
-        if res.error:
+        if res.not_available:  # a package no source published: not checked, not failed
+            judge.not_available(cell, res.unavailable)
+            run.settle(cell)
+        elif res.error:
             judge.error(cell, str(res.error))
             run.settle(cell)
 

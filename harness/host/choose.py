@@ -249,10 +249,12 @@ def plan(cell: Cell, host: HostInfo | None = None) -> Plan:
 # ---------------------------------------------------------------- text
 
 
-def render(host: HostInfo, choice: Choice | None = None) -> str:
-    """The text of `llama-harness inspect-host`: the host, then the variant it would pick."""
+def render(host: HostInfo, choice: Choice | None = None, of: str | None = None) -> str:
+    """The text of `llama-harness inspect-host`: the host, then the variant it would pick (`of`:
+    which release that is, when the user named none)."""
     lines = [probe.render(host)]
     if choice is not None:
-        lines.append(f"variant   {choice.variant or 'none of the offered variants can run here'}")
+        variant = choice.variant or "none of the offered variants can run here"
+        lines.append(f"variant   {variant}" + (f" (of {of})" if of else ""))
         lines += [f"          {r}" for r in choice.reasons]
     return "\n".join(lines)

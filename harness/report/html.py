@@ -63,7 +63,7 @@ def anchor(c: dict[str, Any]) -> str:
 
 
 def status_class(c: dict[str, Any]) -> str:
-    if c["status"] == "pass" and c.get("scope") == "static":
+    if rp.static_only(c):
         return "st-static"
     return f"st-{c['status']}"
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from harness.suites.child import run_cell
 from harness.load.loader import find_libdir
+from harness.suites.child import run_cell
 from harness.suites.conformance import NAMES
 from tests.conftest import ROOT
 from tests.fakegithub import FakeGitHub

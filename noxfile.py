@@ -104,7 +104,8 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint) and mypy (types of the package)."""
+    """ruff (lint), mypy (types of the package), lint-imports (the stage layers, pyproject.toml)."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("mypy")
+    session.run("lint-imports")

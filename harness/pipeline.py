@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from harness.abi import manifest as manifests
 from harness.abi.release import headers_dir, release_api
 from harness.config.matrix import Cell
 from harness.errors import HarnessError
+from harness.host import choose, probe
 from harness.library import LibraryDownloader
 from harness.load.backends import supported_variants
 from harness.load.loader import find_libdir
@@ -41,11 +41,11 @@ from harness.report import judge
 from harness.report import model as report
 from harness.report.cell import CellResult
 from harness.report.compare import compare
-from harness.sources import assets
 from harness.static import check_tree
 from harness.suites.child import Outcome
 from harness.suites.conformance import NAMES
 from harness.suites.fixtures import model as models
+from harness.suites.fixtures import reference
 from harness.suites.plugin import run_tests
 from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
 
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 # A cell's child takes ~0.15 s, an xdist worker ~1 s to start: spread only what pays for it.
 MIN_CELLS_PER_WORKER = 8
-CPU_VARIANTS = {"cpu", "avx", "avx2", "avx512", "noavx", "openblas", "blas", "llvm", "msvc"}
 STATIC_FACTS = (
     "libdir",
     "glibc_max",
@@ -81,62 +80,10 @@ class Options:
     baseline: dict[str, Any] | None = None
 
 
-def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
-    """Why this host cannot run the cell, or None when it can."""
-    return plan(cell, host)[0]
-
-
-def plan(cell: Cell, host: tuple[str, str]) -> tuple[str | None, dict[str, Any]]:
-    """(why not, or None; what the cell's child needs) for running `cell` on this host.
-
-    GPU builds run with every layer offloaded when the host has the driver they need: Vulkan
-    with its loader and an ICD (a software one such as Mesa's lavapipe counts:
-    GGML_VK_VISIBLE_DEVICES=0 makes ggml accept a CPU-type device), CUDA with libcuda.
-    """
-    if (cell.os, cell.arch) != host:
-        return f"built for {cell.os}/{cell.arch}; this host is {host[0]}/{host[1]}", {}
-    if cell.variant in CPU_VARIANTS:
-        return None, {}
-    if (cell.os, cell.variant) == ("macos", "metal"):
-        return None, {"gpu_layers": 99}
-    if cell.variant == "vulkan":
-        why = _vulkan_missing()
-        if why:
-            return f"the vulkan build needs {why}", {}
-        return None, {"gpu_layers": 99, "env": {"GGML_VK_VISIBLE_DEVICES": "0"}, "gpu": "vulkan"}
-    if cell.variant.startswith("cuda"):
-        if not _library("cuda", "nvcuda"):
-            return "the CUDA build needs the NVIDIA driver (libcuda not found on this host)", {}
-        return None, {"gpu_layers": 99, "gpu": "cuda"}
-    return f"no probe for a {cell.variant} runtime on this host yet", {}
-
-
-def _library(*names: str) -> str | None:
-    import ctypes.util
-
-    return next((found for n in names if (found := ctypes.util.find_library(n))), None)
-
-
-def _vulkan_missing() -> str | None:
-    if not _library("vulkan", "vulkan-1"):
-        return "the Vulkan loader (libvulkan not found)"
-    dirs = [
-        Path(d)
-        for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d")
-    ]
-    if sys.platform.startswith("linux") and not any(
-        d.is_dir() and any(d.glob("*.json")) for d in dirs
-    ):
-        return "a Vulkan driver (no ICD in /usr/share/vulkan/icd.d or /etc/vulkan/icd.d)"
-    return None
-
-
 def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[str, Any]:
     """What every release must produce, from an independent NumPy forward pass (tiny model)."""
     if not tiny:
         return {}
-    from harness.suites.fixtures import reference
-
     ids = reference.tokenize(model, prompt)
     first = reference.forward(model, ids)[-1]
     return {
@@ -156,7 +103,7 @@ class Run:
     dl: LibraryDownloader
     wanted: Sequence[Cell]
     opts: Options
-    host: tuple[str, str] = field(default_factory=assets.host_platform)
+    host: probe.HostInfo = field(default_factory=probe.inspect_host)  # `choose.plan` reads it
     model: Path | None = None
     manifest: Any = None  # the consumer manifest, loaded
     provisioned: dict[str, Provisioned] = field(default_factory=dict)
@@ -205,7 +152,10 @@ def provision(run: Run) -> None:
         )
         run.cells[c.id] = cell
         run.provisioned[c.id] = res
-        if res.error:
+        if res.not_available:  # a package no source published: not checked, not failed
+            judge.not_available(cell, res.unavailable)
+            run.settle(cell)
+        elif res.error:
             judge.error(cell, str(res.error))
             run.settle(cell)
 
@@ -250,9 +200,9 @@ def plan_runs(run: Run) -> None:
     expect: dict[str, Any] | None = None
     for cell, res in list(run.going()):
         assert res.stored and res.build and run.model
-        why, extra = plan(res.cell, run.host)
+        why, extra = choose.plan(res.cell, run.host)
         if why:
-            judge.static_only(cell, why, skip=(cell.os, cell.arch) == run.host)
+            judge.static_only(cell, why, skip=(cell.os, cell.arch) == (run.host.os, run.host.arch))
             run.settle(cell)
             continue
         api = run.apis.get(res.build)

@@ -366,11 +366,11 @@ def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> No
     """Mesa's lavapipe (installed by .ci/run): ggml accepts it with GGML_VK_VISIBLE_DEVICES."""
     from harness.abi.release import release_api
     from harness.config.matrix import Cell
-    from harness.pipeline import plan
+    from harness.host.choose import plan
     from harness.suites.fixtures import model, reference
     from tests.realbuilds import downloader
 
-    why, extra = plan(Cell("b10361", "linux", "x64", "vulkan"), ("linux", "x64"))
+    why, extra = plan(Cell("b10361", "linux", "x64", "vulkan"))
     if why:
         pytest.skip(why)
     provision(["b10361"])

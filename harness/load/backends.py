@@ -21,7 +21,7 @@ Forcing a variant (checked on b4435, b6673, b10361): `GGML_BACKEND_PATH` does NO
 as a second CPU backend (b6673 and b10361 register two "CPU" backends, and llama.cpp uses the
 first); b4435 ignores the variable. What works: skip `load_all_from_path` and call
 `ggml_backend_load(<path of that libggml-cpu-*.so>)` (exported by libggml since b4435), plus
-`ggml_backend_load` for each non-CPU backend module you still want: `force_cpu_variant()`.
+`ggml_backend_load` for each non-CPU backend module you still want: `loader.force_cpu_variant()`.
 ggml refuses (returns NULL) a variant whose score is 0 on this CPU.
 """
 
@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.abi import Api
+from harness.host.probe import cpu_features
 from harness.load.child import Child, Finished, child_main, launch
 from harness.load.loader import backend_modules as backend_modules  # re-exported
 from harness.load.loader import (
+    c_function,
     cpu_libraries,
-    fn,
     library_paths,
     load,
     load_ggml,
@@ -98,7 +99,9 @@ def _module_of(address: int) -> str | None:
         ]
 
     # int dladdr(const void *addr, Dl_info *info);
-    dladdr = fn(ctypes.CDLL(None), "dladdr", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(DlInfo))
+    dladdr = c_function(
+        ctypes.CDLL(None), "dladdr", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(DlInfo)
+    )
     info = DlInfo()
     if dladdr is None or not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
         return None
@@ -120,14 +123,14 @@ def _registry(ggml: ctypes.CDLL) -> tuple[list[dict[str, Any]], list[dict[str, A
     vp, sz, cp = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p
     # size_t ggml_backend_reg_count(void); ggml_backend_reg_t ggml_backend_reg_get(size_t);
     # const char * ggml_backend_reg_name(ggml_backend_reg_t);  and the same for devices
-    reg_count = fn(ggml, "ggml_backend_reg_count", sz)
-    reg_get = fn(ggml, "ggml_backend_reg_get", vp, sz)
-    reg_name = fn(ggml, "ggml_backend_reg_name", cp, vp)
-    dev_count = fn(ggml, "ggml_backend_dev_count", sz)
-    dev_get = fn(ggml, "ggml_backend_dev_get", vp, sz)
-    dev_name = fn(ggml, "ggml_backend_dev_name", cp, vp)
-    dev_desc = fn(ggml, "ggml_backend_dev_description", cp, vp)
-    dev_reg = fn(ggml, "ggml_backend_dev_backend_reg", vp, vp)
+    reg_count = c_function(ggml, "ggml_backend_reg_count", sz)
+    reg_get = c_function(ggml, "ggml_backend_reg_get", vp, sz)
+    reg_name = c_function(ggml, "ggml_backend_reg_name", cp, vp)
+    dev_count = c_function(ggml, "ggml_backend_dev_count", sz)
+    dev_get = c_function(ggml, "ggml_backend_dev_get", vp, sz)
+    dev_name = c_function(ggml, "ggml_backend_dev_name", cp, vp)
+    dev_desc = c_function(ggml, "ggml_backend_dev_description", cp, vp)
+    dev_reg = c_function(ggml, "ggml_backend_dev_backend_reg", vp, vp)
 
     def text(b: bytes | None) -> str | None:
         return b.decode("utf-8", "replace") if b is not None else None
@@ -189,7 +192,7 @@ def _score(child: Child) -> dict[str, Any]:
     for variant, path in cpu_libraries(libdir).items():
         child.start(variant)
         lib = ctypes.CDLL(str(path))
-        score = fn(lib, "ggml_backend_score", ctypes.c_int)  # int ggml_backend_score(void);
+        score = c_function(lib, "ggml_backend_score", ctypes.c_int)  # int ggml_backend_score(void);
         scores[variant] = score() if score else None
         child.done(variant, score=scores[variant])
     return {"scores": scores}
@@ -285,7 +288,6 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
     Returns {"method": "ggml_backend_score" | "cpu flags" | "mixed" | "none", "variants":
     {variant: {"score": int | None, "supported": bool | None, "method": ...}}, "error": ...}.
     """
-    from harness.host.probe import cpu_features
 
     variants = cpu_variants_in(libdir)
     out: dict[str, dict[str, Any]] = {}

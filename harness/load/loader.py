@@ -69,7 +69,7 @@ class Loaded:
     _keep: list[Any] = field(default_factory=list, repr=False)  # callbacks ctypes must not free
 
 
-def fn(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any | None:
+def c_function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any | None:
     """A fresh prototype bound to `name` in lib (None when not exported): it never changes the
     restype/argtypes others set on lib's own attribute of that name."""
     try:
@@ -106,7 +106,7 @@ def force_cpu_variant(
     if variant not in libs:
         raise LoadFailed(f"no libggml-cpu-{variant} in {libdir}; it ships {sorted(libs)}")
     # ggml_backend_reg_t ggml_backend_load(const char * path);
-    load_one = fn(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
+    load_one = c_function(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
     if load_one is None:
         raise LoadFailed(f"{libdir}: libggml has no ggml_backend_load (before b4435)")
     done = []
@@ -142,11 +142,11 @@ def load_backends(ggml: ctypes.CDLL, libdir: Path, cpu_variant: str | None = Non
         force_cpu_variant(ggml, libdir, cpu_variant)
         return f"ggml_backend_load(cpu-{cpu_variant})"
     # void ggml_backend_load_all_from_path(const char * dir_path);
-    load_all_from = fn(ggml, "ggml_backend_load_all_from_path", None, ctypes.c_char_p)
+    load_all_from = c_function(ggml, "ggml_backend_load_all_from_path", None, ctypes.c_char_p)
     if load_all_from is not None:
         load_all_from(os.fsencode(libdir))
         return "load_all_from_path"
-    load_all = fn(ggml, "ggml_backend_load_all", None)  # void ggml_backend_load_all(void);
+    load_all = c_function(ggml, "ggml_backend_load_all", None)  # void ggml_backend_load_all(void);
     if load_all is not None:
         load_all()
         return "load_all"
@@ -173,7 +173,7 @@ def load_ggml(
     ggml = handles.get("ggml") or handles["ggml-base"]
     keep: list[Any] = []
     # void ggml_log_set(ggml_log_callback log_callback, void * user_data);
-    log_set = fn(ggml, "ggml_log_set", None, _LogCallback, ctypes.c_void_p)
+    log_set = c_function(ggml, "ggml_log_set", None, _LogCallback, ctypes.c_void_p)
     if log_set is not None:
         keep.append(_LogCallback(_sink(log)))
         log_set(keep[-1], None)

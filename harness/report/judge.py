@@ -31,6 +31,13 @@ def error(cell: CellResult, reason: str) -> None:
     cell.status, cell.reason = "error", reason
 
 
+def not_available(cell: CellResult, why: Mapping[str, str]) -> None:
+    """A platform package no source published (npm lists some it never uploaded; a GitHub
+    release can be partial): `skip`, "not available from <source>", never a failed platform."""
+    cell.status = "skip"
+    cell.reason = f"not available from {' or '.join(why)}: " + "; ".join(why.values())
+
+
 def failed_checks(checks: Mapping[str, Mapping[str, Any]], prefix: str = "") -> list[str]:
     return [
         f"{k}: {v['message']}"

@@ -26,7 +26,7 @@ from harness.report.model import (
     summary,
     verdicts,
 )
-from harness.report.text import as_number, clip, encodable, fmt_rate, percent
+from harness.report.text import as_number, clip, encodable, fmt_rate, percent, plural
 
 MD_LIMIT = 60_000  # bytes; GitHub caps a step summary at 1 MiB, and people read the first screen
 
@@ -76,10 +76,7 @@ def markdown(report: dict[str, Any], limit: int = MD_LIMIT) -> str:
         for c in skipped:
             reasons.setdefault(c.get("reason") or "", []).append(f"{c['release']} {platform_of(c)}")
         lines += ["## Skipped", ""]
-        lines += [
-            f"- {_one_line(why)}: {len(who)} cell{'s' * (len(who) != 1)}"
-            for why, who in reasons.items()
-        ]
+        lines += [f"- {_one_line(why)}: {plural(len(who), 'cell')}" for why, who in reasons.items()]
         lines.append("")
     return _cap(lines, limit)
 
@@ -109,7 +106,7 @@ def _release_lines(report: dict[str, Any]) -> list[str]:
             out.append(f"- `{name}` fails on {_plats(plats, len(cells))}: {msg}")
         if not groups and not any(c["status"] in FAILED for c in cells):
             ran = sum(1 for c in cells if c["status"] == "pass" and c.get("scope") != "static")
-            out.append(f"- no check fails ({ran} of {len(cells)} platforms ran here)")
+            out.append(f"- no check fails ({ran} of {plural(len(cells), 'platform')} ran here)")
         for c in cells:
             if c["status"] in ("crash", "error"):
                 tail = [ln for ln in c.get("log_tail") or [] if ln.strip()]
@@ -175,7 +172,7 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
     out = [
         "## Throughput changes",
         "",
-        f"{len(entries)} comparisons, {len(entries) - len(real)} within noise"
+        f"{plural(len(entries), 'comparison')}, {len(entries) - len(real)} within noise"
         + (":" if real else "."),
         "",
     ]
@@ -212,7 +209,7 @@ def _conformance_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
         wall = (c.get("seconds") or {}).get("wall")
         out.append(
             f"| {c['release']} {platform_of(c)} | "
-            f"{ok}/{len(mine)} | {' '.join(map(str, greedy or []))[:60]} | "
+            f"{ok}/{len(mine)} | {tokens(greedy or [])} | "
             f"{wall if wall is not None else ''} |"
         )
     return [*out, ""]
@@ -289,6 +286,17 @@ def _plats(plats: list[str], total: int) -> str:
         return f"all {total} platforms"
     shown = ", ".join(plats[:4]) + (f", … {len(plats) - 4} more" if len(plats) > 4 else "")
     return shown
+
+
+def tokens(ids: Sequence[Any], width: int = 60) -> str:
+    """Greedy token ids as whole numbers, as many as fit in `width` characters; when some do not
+    fit, how many there are in all (a number cut in the middle would read as another token)."""
+    shown: list[str] = []
+    for i in ids:
+        if len(" ".join([*shown, str(i)])) > width:
+            return " ".join(shown) + f" … ({len(ids)} tokens)"
+        shown.append(str(i))
+    return " ".join(shown)
 
 
 def _one_line(s: str) -> str:

@@ -97,10 +97,14 @@ def release_label(report: dict[str, Any], rel: str) -> str:
     return rel if not b or b == rel else f"{rel} ({b})"
 
 
+def static_only(c: dict[str, Any]) -> bool:
+    """Judged on its static checks alone, and they passed: a cell of another platform (`pass`),
+    or a GPU build of this one that this host cannot run (`skip`)."""
+    return c.get("scope") == "static" and c["status"] in ("pass", "skip")
+
+
 def glyph(c: dict[str, Any]) -> str:
-    if c["status"] == "pass" and c.get("scope") == "static":
-        return STATIC_PASS
-    return GLYPH.get(c["status"], "?")
+    return STATIC_PASS if static_only(c) else GLYPH.get(c["status"], "?")
 
 
 def failing_checks(c: dict[str, Any]) -> list[str]:
@@ -123,31 +127,38 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
     for rel in releases_of(report):
         cells = [c for c in report["cells"] if c["release"] == rel]
         bad = [c for c in cells if c["status"] in FAILED]
-        skipped = [c for c in cells if c["status"] == "skip"]
-        passed = [c for c in cells if c["status"] == "pass"]
-        static = sum(1 for c in passed if c.get("scope") == "static")
+        static = [c for c in cells if static_only(c)]
+        ran = [c for c in cells if c["status"] == "pass" and c.get("scope") != "static"]
+        unchecked = [c for c in cells if c["status"] == "skip" and not static_only(c)]
         n = len(cells)
         if bad:
             verdict, mark = "dont", "❌"
             listed = ", ".join(f"{platform_of(c)} ({why_failed(c, 60)})" for c in bad[:4])
-            text = f"don't bump — {len(bad)} of {n} platform{'s' * (n != 1)} fail: {listed}" + (
+            text = f"don't bump — {_of(len(bad), n, 'fails', 'fail')}: {listed}" + (
                 f", … {len(bad) - 4} more" if len(bad) > 4 else ""
             )
-        elif passed:
+        elif ran or static:
             verdict, mark = "bump", "✅"
-            text = f"bump — {'all ' if not skipped else ''}{len(passed)}"
-            text += f" of {n} platforms pass" if skipped else f" platform{'s' * (n != 1)} pass"
+            text = f"bump — {_of(len(ran) + len(static), n, 'passes', 'pass')}"
             if static:
-                text += f" ({len(passed) - static} ran here, {static} static checks only)"
-            if skipped:
+                text += f" ({len(ran)} ran here, " if ran else " ("
+                text += f"{len(static)} static checks only)" if ran else "static checks only)"
+            if unchecked:
                 text += (
-                    f"; {len(skipped)} not checked: "
-                    + ", ".join(platform_of(c) for c in skipped[:4])
-                    + (", …" if len(skipped) > 4 else "")
+                    f"; {len(unchecked)} not checked: "
+                    + ", ".join(
+                        platform_of(c) + (f" ({w})" if (w := _unavailable(c)) else "")
+                        for c in unchecked[:4]
+                    )
+                    + (", …" if len(unchecked) > 4 else "")
                 )
         else:
             verdict, mark = "unknown", "⏭️"
-            text = f"unknown — none of its {n} platforms could be checked here"
+            text = "unknown — " + (
+                "its one platform could not be checked here"
+                if n == 1
+                else f"none of its {n} platforms could be checked here"
+            )
         slower = [
             e for e in comparison if _same_release(builds, rel, e) and e.get("verdict") == "slower"
         ]
@@ -181,6 +192,25 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _of(k: int, n: int, one: str, many: str) -> str:
+    """`all 3 platforms pass`, `both platforms pass`, `the one platform passes`, `1 of 3
+    platforms fails`: the count of a verdict, in English."""
+    if k == n:
+        return {1: f"the one platform {one}", 2: f"both platforms {many}"}.get(
+            n, f"all {n} platforms {many}"
+        )
+    return f"{k} of {n} platforms {one if k == 1 else many}"
+
+
+NOT_AVAILABLE = re.compile(r"not available from [\w.-]+(?: or [\w.-]+)*")
+
+
+def _unavailable(c: dict[str, Any]) -> str | None:
+    """`not available from npm` for a cell no source published (its reason says so)."""
+    m = NOT_AVAILABLE.match(str(c.get("reason") or ""))
+    return m[0] if m else None
 
 
 def bench_stats(c: dict[str, Any]) -> dict[str, dict[str, Any]]:

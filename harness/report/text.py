@@ -4,6 +4,7 @@ HTML can carry. Kept apart from `model` so that the renderings share one copy of
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -45,6 +46,11 @@ def xml_text(s: Any) -> str:
     """Text XML 1.0 (and so HTML) can carry: forbidden characters become U+FFFD. Escaping of
     `<`, `&`, quotes is left to the writer (ElementTree, `html.escape`)."""
     return _XML_BAD.sub("\ufffd", str(s))
+
+
+def html_text(s: Any) -> str:
+    """Text for HTML (and SVG), element or attribute: XML-safe, then escaped."""
+    return html.escape(xml_text(s), quote=True)
 
 
 def encodable(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -512,7 +513,7 @@ def test_run_needs_nothing_beyond_the_runtime_dependencies() -> None:
     from importlib.metadata import requires
 
     names = {
-        r.split(";")[0].split(">")[0].split("=")[0].strip().lower()
+        re.split(r"[<>=!~;\[ ]", r)[0].lower()  # the name, before any version bound
         for r in requires("llama-harness") or []
         if "extra ==" not in r
     }

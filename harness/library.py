@@ -233,6 +233,8 @@ class LibraryDownloader:
         return self.clean_cache(release, wait=wait).removed
 
     def clean_cache(self, release: str | None = None, *, wait: bool = False) -> Cleaned:
+        if release is not None:
+            maintain.check_name(release)
         build = release
         if release and release not in self.cache.builds() and not BUILD.fullmatch(release):
             build = self.get_release(release).build or release

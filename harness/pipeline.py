@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.abi import Api
+from harness.cache.store import check_before_load
 from harness.config.matrix import Cell
 from harness.errors import HarnessError
 from harness.library import LibraryDownloader
@@ -192,6 +193,7 @@ def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str
             continue
         try:
             libdir = find_libdir(Path(res.stored.path))
+            check_before_load(Path(res.stored.path), libdir)  # i11b: the tree is as extracted
         except HarnessError as err:
             row["status"], row["reason"] = "error", str(err)
             continue

@@ -66,13 +66,9 @@ class Cleaned:
 def clean(cache: Cache, build: str | None = None, *, wait: bool = False) -> Cleaned:
     """Remove one build's folder, or every build; entries in use are skipped (or waited for)."""
     if build is not None:
-        if not build.strip():
-            raise ConfigError("clean-cache: empty release name (omit it to remove every release)")
-        try:
-            safe_name(build, "release name")
-        except IntegrityError as err:
-            raise ConfigError(f"clean-cache: {err}") from err
+        check_name(build)
     cache.claim()
+    root.require_tag(cache.root)
     out = Cleaned()
     releases = cache.releases
     if not os.path.lexists(releases):
@@ -95,6 +91,16 @@ def clean(cache: Cache, build: str | None = None, *, wait: bool = False) -> Clea
     return out
 
 
+def check_name(release: str) -> None:
+    """A release named on the command line becomes a folder to delete: plain names only."""
+    if not release.strip():
+        raise ConfigError("clean-cache: empty release name (omit it to remove every release)")
+    try:
+        safe_name(release, "release name")
+    except IntegrityError as err:
+        raise ConfigError(f"clean-cache: {err}") from err
+
+
 def _clean_build(cache: Cache, folder: Path, wait: bool, out: Cleaned) -> None:
     children = sorted(os.listdir(folder))
     locks = cache.root / "locks" / folder.name
@@ -104,10 +110,12 @@ def _clean_build(cache: Cache, folder: Path, wait: bool, out: Cleaned) -> None:
     names = {n for n in names if _safe(n)}
     busy: set[str] = set()
     removed: list[Path] = []
-    timeout = cache.lock_timeout if wait else 0.0
     for name in sorted(names):
         entry = cache.entry(folder.name, name)
-        lock = root.try_lock(entry.lock, timeout)
+        lock = root.try_lock(entry.lock, 0)
+        if lock is None and wait:
+            log.warning("waiting for lock on %s (up to %g s)", entry.lock, cache.lock_timeout)
+            lock = root.try_lock(entry.lock, cache.lock_timeout)
         if lock is None:
             busy.add(name)
             out.in_use.append(entry.archive)

@@ -8,7 +8,8 @@ honour), so a `--cache-dir` pointed at a project folder by mistake loses nothing
 
 A folder becomes ours (is tagged) when it is new or empty, when it is the default cache folder
 (named after us), or when it holds only what an earlier, untagged llama-harness cache holds at its
-top level (`KNOWN`); any other folder is refused with exit 2 before anything is written in it.
+top level (`KNOWN`). Any other folder stays untagged: downloads still work there, but clean-cache
+refuses it (exit 2).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ TAG_TEXT = (
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 # Top-level names an untagged cache of an earlier llama-harness holds: such a folder is adopted.
-KNOWN = frozenset({"api", "releases", "locks", "models", "headers", "native", "npm", TAG})
+KNOWN = frozenset(
+    {"api", "releases", "locks", "models", "headers", "native", "npm", "bindings", "sdists", TAG}
+)
 ENV_LOCK_TIMEOUT = "LLAMA_HARNESS_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 900.0
 # errnos that describe the place we write to, not the data: a cache error, not a bad archive
@@ -100,11 +103,12 @@ def tagged(root: Path) -> bool:
     return (root / TAG).is_file()
 
 
-def claim(root: Path, *, ours_by_name: bool) -> None:
-    """Make sure `root` is a llama-harness cache, tagging it when it is new, empty, the default
-    folder or an earlier version's cache; refuse any other folder (exit 2)."""
+def claim(root: Path, *, ours_by_name: bool) -> bool:
+    """Tag `root` as a llama-harness cache when it is new, empty, the default folder or an earlier
+    version's cache; True when it is tagged. Any other folder stays untagged: downloads still go
+    there, but nothing is deleted in it in bulk (clean-cache refuses, exit 2)."""
     if tagged(root):
-        return
+        return True
     try:
         root.mkdir(parents=True, exist_ok=True)
         present = {p.name for p in root.iterdir()}
@@ -115,17 +119,23 @@ def claim(root: Path, *, ours_by_name: bool) -> None:
         ) from err
     strangers = sorted(n for n in present - KNOWN if not n.startswith(".probe."))
     if strangers and not ours_by_name:
-        raise ConfigError(
-            f"cache folder {root} is not a llama-harness cache: it holds {strangers[0]!r} and "
-            f"no {TAG}; choose an empty or new folder with --cache-dir (or add a {TAG} "
-            "there if it really is one)"
-        )
+        log.info("%s holds %r and no %s: not tagged as a cache", root, strangers[0], TAG)
+        return False
     try:
         (root / TAG).write_text(TAG_TEXT, encoding="utf-8")
     except OSError as err:
         raise place_error(err, "write", root / TAG) from err
     if present:
         log.info("adopted %s as a llama-harness cache (wrote %s)", root, TAG)
+    return True
+
+
+def require_tag(root: Path) -> None:
+    if not tagged(root):
+        raise ConfigError(
+            f"refusing to delete in {root}: it has no {TAG}, and holds more than a llama-harness "
+            f"cache does; if it really is one, create {root / TAG} (see docs/security-cache.md)"
+        )
 
 
 def inside(root: Path, path: Path) -> bool:
@@ -146,10 +156,6 @@ def require_inside(root: Path, path: Path, doing: str) -> None:
 def remove(root: Path, path: Path) -> bool:
     """Delete one file, link or folder of the cache; never anything outside the root, never
     through a link (a link goes, its target stays). False when there was nothing to delete."""
-    if not tagged(root):
-        raise ConfigError(
-            f"refusing to delete in {root}: it has no {TAG} (not a llama-harness cache)"
-        )
     if not os.path.lexists(path):
         return False
     require_inside(root, path.parent, "delete in")

@@ -140,7 +140,7 @@ class Cache:
         self._claimed = False
 
     def claim(self) -> None:
-        """Tag the root as a harness cache, or refuse a folder that is not one (exit 2)."""
+        """Tag the root as a harness cache where it is one (see cache/root.py)."""
         if not self._claimed:
             root.claim(self.root, ours_by_name=self._ours_by_name)
             self._claimed = True

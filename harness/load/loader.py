@@ -154,12 +154,14 @@ def load_library(
     release again returns the same object.
     """
     from harness.abi.release import release_api
+    from harness.cache.store import check_before_load
     from harness.library import LibraryDownloader
 
     dl = LibraryDownloader(cache_dir, sources=sources)
     result = dl.download(version)
     assert result.stored
     libdir = find_libdir(Path(result.stored.path))
+    check_before_load(Path(result.stored.path), libdir)  # the tree is as it was extracted
     key = str(libdir)
     if key in _LOADED:
         return _LOADED[key]

@@ -111,7 +111,7 @@ def test_clean_cache_refuses_a_folder_that_is_not_a_cache(harness, tmp_path: Pat
     before = snapshot(project)
     r = harness("--cache-dir", str(project), "clean-cache")
     assert r.code == 2 and "CACHEDIR.TAG" in one_error_line(r.err)
-    with pytest.raises(ConfigError, match="no CACHEDIR.TAG"):
+    with pytest.raises(ConfigError, match=r"no CACHEDIR\.TAG"):
         clean_library_cache(project)
     assert snapshot(project) == before
 
@@ -229,9 +229,7 @@ def test_a_changed_record_is_seen(harness) -> None:
     ids=["folder", "file", "dirs"],
 )
 def test_case_colliding_members_are_refused(tmp_path: Path, fmt: str, names) -> None:
-    entries = [
-        Entry(n, kind="dir") if n.endswith("/") else Entry(n, n.encode()) for n in names
-    ]
+    entries = [Entry(n, kind="dir") if n.endswith("/") else Entry(n, n.encode()) for n in names]
     path = tmp_path / f"a.{fmt}"
     archive = write_zip(path, entries) if fmt == "zip" else write_targz(path, entries)
     target = tmp_path / "out"

@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from harness.cache.extract import safe_extract
 from harness.cache.store import check_before_load
 from harness.errors import ConfigError, IntegrityError, UnsafeArchive
 from tests.archives import Entry, write_targz, write_zip
-from tests.conftest import NEW, one_error_line
+from tests.conftest import NEW, ROOT, one_error_line
 from tests.fakegithub import FakeGitHub
 
 TGZ = f"llama-{NEW}-bin-ubuntu-x64.tar.gz"
@@ -264,3 +266,63 @@ def test_a_lock_that_is_a_folder_is_one_line(harness) -> None:
     line = one_error_line(r.err)
     assert r.code == 5 and str(lock) in line and "Is a directory" in line
     assert not list((harness.cache / "releases").rglob("*.ready.json"))
+
+
+# --- `run` and load_library check a real build's libraries before loading them -------------------
+
+
+def test_run_and_load_library_refuse_a_library_changed_after_extraction(tmp_path: Path) -> None:
+    from tests.realbuilds import era_archive, provision, source_tarball
+
+    build = provision(["b8095"])["b8095"]
+    cache = tmp_path / "cache"
+    with FakeGitHub() as gh:
+        name, data = era_archive("b8095", build, tmp_path / "assets")
+        gh.add_release("b8095", {name: data})
+        gh.source_tarballs["b8095"] = source_tarball(build)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LLAMA_HARNESS_API_URL": gh.api_url}
+        base = [sys.executable, "-m", "harness", "--cache-dir", str(cache)]
+        got = subprocess.run(
+            [*base, "--json", "download", "b8095", "--os", "linux", "--variant", "cpu"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert got.returncode == 0, got.stderr
+        tree = Path(json.loads(got.stdout)[0]["path"])
+        lib = next((tree / "llama-b8095").glob("libllama*.so"))
+        lib.write_bytes(lib.read_bytes() + b"\0patched")  # still loads: only the record knows
+        (tmp_path / "matrix.yaml").write_text(
+            "releases: [b8095]\nplatforms: [{os: linux, arch: x64}]\n"
+        )
+        ran = subprocess.run(
+            [*base, "run", "--suite", "conformance", "--out", str(tmp_path / "out")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        loaded = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, harness\n"
+                f"harness.load_library('b8095', cache_dir={str(cache)!r}, sources=('github',))",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert ran.returncode == 1, ran.stderr
+    cell = json.loads((tmp_path / "out" / "report.json").read_text())["cells"][0]
+    assert cell["status"] == "error", cell
+    assert f"{lib.name}: changed since extraction" in cell["reason"]
+    assert "verify --repair" in cell["reason"]
+    assert loaded.returncode != 0 and "IntegrityError" in loaded.stderr
+    assert f"{lib.name}: changed since extraction" in loaded.stderr

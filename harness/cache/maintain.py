@@ -81,8 +81,8 @@ def clean(cache: Cache, build: str | None = None, *, wait: bool = False) -> Clea
     for folder in folders:
         if not os.path.lexists(folder):
             continue
-        if folder.is_symlink() or not folder.is_dir():
-            root.remove(cache.root, folder)
+        if folder.is_symlink() or not folder.is_dir() or not _safe(folder.name):
+            root.remove(cache.root, folder)  # no writer ever uses a name we would refuse
             out.removed.append(folder)
             continue
         _clean_build(cache, folder, wait, out)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -159,6 +160,8 @@ class Cache:
             probe.touch()
             probe.unlink()
         except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise root.place_error(err, "write", self.root) from err
             raise ConfigError(
                 f"cache folder {self.root} is not usable ({err.strerror or err}); "
                 "choose another with --cache-dir or LLAMA_HARNESS_CACHE"

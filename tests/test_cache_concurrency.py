@@ -217,3 +217,23 @@ def test_a_full_disk_is_exit_5_and_nothing_is_marked_ready(
         proc = cli(gh, big, "download", tag, "--os", "linux", "--variant", "cpu")
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
+
+
+def test_verify_repair_holds_the_lock_against_clean_cache(gh: FakeGitHub, tmp_path: Path) -> None:
+    cache = tmp_path / "shared"
+    slow(gh, TGZ, seconds=3)  # the repair downloads it again, slowly
+    bps, gh.faults.throttle_bps = gh.faults.throttle_bps, 0
+    first = cli(gh, cache, *LINUX)
+    assert first.wait(timeout=60) == 0
+    archive = cache / "releases" / NEW / TGZ
+    archive.write_bytes(b"corrupted on disk")
+    gh.faults.throttle_bps = bps
+    repair = cli(gh, cache, "--json", "verify", "--repair")
+    wait_for_partial(archive.parent, TGZ)
+    cleaner = cli(gh, cache, "clean-cache")
+    _, said = cleaner.communicate(timeout=60)
+    out, err = repair.communicate(timeout=60)
+    assert repair.returncode == 0, err
+    assert json.loads(out)[0]["status"] == "repaired"
+    assert cleaner.returncode == 0 and f"{NEW}/{TGZ} is in use by another process" in said
+    assert archive.read_bytes() == gh.asset(TGZ).data

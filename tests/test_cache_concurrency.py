@@ -102,11 +102,12 @@ def test_clean_cache_wait_removes_an_entry_once_its_download_is_done(
 
 def test_a_lock_held_past_the_wait_is_exit_5(gh: FakeGitHub, tmp_path: Path) -> None:
     cache = tmp_path / "shared"
-    slow(gh, TGZ, seconds=6)
+    slow(gh, TGZ, seconds=10)
     holder = cli(gh, cache, *LINUX)
     wait_for_partial(cache / "releases" / NEW, TGZ)
     started = time.monotonic()
     waiter = cli(gh, cache, "--lock-timeout", "1", *LINUX)
+    cleaner = cli(gh, cache, "--lock-timeout", "1", "clean-cache", "--wait")
     _, err = waiter.communicate(timeout=60)
     waited = time.monotonic() - started
     assert waiter.returncode == 5, err
@@ -114,6 +115,10 @@ def test_a_lock_held_past_the_wait_is_exit_5(gh: FakeGitHub, tmp_path: Path) -> 
     assert "still locked by another process after 1 s" in line
     assert str(cache / "locks" / NEW / f"{TGZ}.lock") in line and "--lock-timeout" in line
     assert waited < 30  # bounded: not the old hour
+    _, err = cleaner.communicate(timeout=60)
+    assert cleaner.returncode == 5, err
+    (line,) = error_lines(err)
+    assert f"{NEW}/{TGZ}: still in use by another process after 1 s" in line
     _, err = holder.communicate(timeout=60)
     assert holder.returncode == 0, err
 

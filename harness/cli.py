@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import __version__, progress
+from harness.cache import maintain
+from harness.cache import root as cache_root
 from harness.config import matrix
 from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
@@ -51,6 +53,13 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
         metavar="DIR",
         default=d,
         help="cache folder (env LLAMA_HARNESS_CACHE; default: the user cache dir)",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        metavar="S",
+        default=d,
+        help="seconds to wait for a cache entry another process is writing "
+        "(env LLAMA_HARNESS_LOCK_TIMEOUT; default 900), then exit 5",
     )
     p.add_argument(
         "--api-url",
@@ -175,10 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="store_true", help="this machine's asset only")
     p.add_argument("--all-platforms", action="store_true", help="every binary asset")
     cmd("test-download", "check the host's asset of the newest release is reachable")
-    p = cmd("verify", "re-hash every cached archive against its recorded digest")
-    p.add_argument("--repair", action="store_true", help="re-download what is wrong")
+    p = cmd("verify", "re-hash every cached archive and extracted tree against its record")
+    p.add_argument(
+        "--repair", action="store_true", help="re-extract (or re-download) what is wrong"
+    )
     p = cmd("clean-cache", "remove cached releases (all by default)")
     p.add_argument("release", nargs="?")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait (up to --lock-timeout) for entries another process is writing, "
+        "instead of skipping them",
+    )
     p = cmd("run", "the matrix job: provision, conformance on this host's cells, report")
     p.add_argument("releases", nargs="*", metavar="RELEASE", help="instead of matrix.yaml's")
     _selection(p)
@@ -296,6 +313,8 @@ def _downloader(
         sources=args.source or (m.sources if m else ("github",)),
         mirror=args.mirror or (m.mirror if m else None),
     )
+    if getattr(args, "lock_timeout", None) is not None:
+        dl.cache.lock_timeout = cache_root.lock_timeout(args.lock_timeout)
     dl.cache.check_writable()
     return dl
 
@@ -509,7 +528,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         + (f": {r['problem']}" if r["problem"] else "")
         for r in rows
     ]
-    lines.append(f"{len(rows)} archives checked in {dl.cache.root}")
+    lines.append(f"{len(rows)} archives and their extracted trees checked in {dl.cache.root}")
     _print(args, rows, lines)
     bad = [r for r in rows if r["status"] in ("bad", "failed")]
     for r in bad:
@@ -519,10 +538,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_clean_cache(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
-    removed = dl.clean(args.release)
+    done = dl.clean_cache(args.release, wait=args.wait)
+    removed = done.removed
     _print(
         args, [str(p) for p in removed], [f"removed {p}" for p in removed] or ["nothing to remove"]
     )
+    if done.in_use and args.wait:
+        raise maintain.wait_error(done.in_use, dl.cache.lock_timeout)
     return EXIT_OK
 
 

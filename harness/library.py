@@ -15,11 +15,13 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import requests
 
-from harness.cache.store import Cache
+from harness.cache import maintain, root
+from harness.cache.maintain import Cleaned
+from harness.cache.store import Cache, Entry, check_before_load
 from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, ConfigError, HarnessError, SourceError
 from harness.progress import Bars
@@ -187,44 +189,60 @@ class LibraryDownloader:
             raise SourceError(f"{want.name}: not reachable (HTTP {status})")
 
     def verify(self, repair: bool = False) -> list[dict[str, Any]]:
-        """Re-hash every cached archive against its marker; with `repair`, re-download bad ones."""
+        """Re-hash every cached archive and its extracted tree against what was recorded; with
+        `repair`, provision what is wrong again under its lock (re-extracting when the archive
+        still verifies, downloading otherwise)."""
         out: list[dict[str, Any]] = []
         for entry, marker in list(self.cache.entries()):
-            problem = self.cache.check(entry, marker)
+            problem = maintain.check(self.cache, entry, marker)
             row: dict[str, Any] = {
                 "build": entry.folder.name,
                 "asset": entry.name,
                 "status": "ok" if problem is None else "bad",
                 "problem": problem,
             }
-            if problem and repair and not marker.get("url"):
-                self.cache.invalidate(entry)
-                row["status"] = "failed"
-                row["problem"] = f"{problem}; removed it: provision it again with `download`"
-            elif problem and repair:
-                self.cache.invalidate(entry)
-                want = Want(
-                    entry.folder.name,
-                    entry.name,
-                    marker.get("size"),
-                    marker.get("expected_digest") or marker.get("digest"),
-                    marker["url"],
-                    marker.get("source", "github"),
-                )
-                try:
-                    self.provisioner.fetch_one(self.source_named(want.source), want)
-                    row["status"] = "repaired"
-                except HarnessError as err:
-                    row["status"], row["problem"] = "failed", f"{problem}; repair: {err}"
+            if problem and repair:
+                row.update(self._repair(entry, marker, problem))
             out.append(row)
         return out
 
-    def clean(self, release: str | None = None) -> list[Path]:
-        """Remove cached builds: all, or one release (a `v*`/`latest`: the build it names)."""
+    def _repair(self, entry: Entry, marker: dict[str, Any], problem: str) -> dict[str, Any]:
+        if not root.inside(self.cache.root, entry.folder):
+            return {"status": "failed"}  # the problem already says it was left alone
+        want = Want(
+            entry.folder.name,
+            entry.name,
+            marker.get("size"),
+            marker.get("expected_digest") or marker.get("digest"),
+            marker.get("url") or "",
+            marker.get("source") or "github",
+        )
+
+        def fetch(out: BinaryIO, algo: str) -> tuple[int, str]:
+            """Only when the archive itself is bad: a tree is re-extracted without the network."""
+            if not want.url:
+                raise SourceError("no download URL recorded; provision it again with `download`")
+            source = self.source_named(want.source)
+            return source.fetcher(source.prepare(want), lambda _n: None)(out, algo)
+
+        try:
+            self.cache.ensure(want, fetch, self.provisioner.policy, force=True)
+        except HarnessError as err:
+            return {"status": "failed", "problem": f"{problem}; repair: {err}"}
+        return {"status": "repaired"}
+
+    def clean(self, release: str | None = None, *, wait: bool = False) -> list[Path]:
+        """Remove cached builds: all, or one release (a `v*`/`latest`: the build it names).
+        Entries another process is writing are skipped (logged), or waited for with `wait`."""
+        return self.clean_cache(release, wait=wait).removed
+
+    def clean_cache(self, release: str | None = None, *, wait: bool = False) -> Cleaned:
+        if release is not None:
+            maintain.check_name(release)
         build = release
         if release and release not in self.cache.builds() and not BUILD.fullmatch(release):
             build = self.get_release(release).build or release
-        return self.cache.clean(build)
+        return maintain.clean(self.cache, build, wait=wait)
 
     def _cell(self, tag: str, os: str | None, arch: str | None, variant: str | None) -> Cell:
         hos, harch = assets.host_platform()
@@ -264,6 +282,7 @@ def load_library(
     if result.stored is None:
         raise LoadFailed(f"{version}: nothing was provisioned for this machine")
     libdir = find_libdir(Path(result.stored.path))
+    check_before_load(Path(result.stored.path), libdir)  # the tree is as it was extracted
     key = str(libdir)
     if key in _LOADED:
         return _LOADED[key]

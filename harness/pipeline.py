@@ -35,6 +35,7 @@ from harness.binding import fetch as binding_source
 from harness.binding.check import exports_of
 from harness.binding.model import BindingDecl
 from harness.binding.releases import ReleaseAbi, check_release
+from harness.cache.store import check_before_load
 from harness.config.matrix import Cell
 from harness.errors import HarnessError
 from harness.host import choose, probe
@@ -246,6 +247,7 @@ def plan_runs(run: Run) -> None:
             continue
         try:
             libdir = find_libdir(Path(res.stored.path))
+            check_before_load(Path(res.stored.path), libdir)  # the tree is as it was extracted
         except HarnessError as err:
             judge.error(cell, str(err))
             run.settle(cell)

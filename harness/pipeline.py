@@ -50,6 +50,8 @@ class Options:
     suites: tuple[str, ...] = ("conformance", "bench")
     bench_presets: tuple[str, ...] = ("tiny", "small-f16", "small-q8_0")
     baseline: dict[str, Any] | None = None
+    bench_rounds: int | None = None  # None: throughput_rounds.ROUNDS
+    bench_aa: bool = False
 
 
 def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
@@ -241,12 +243,15 @@ def _bench(
     specs: dict[str, dict[str, Any]],
     opts: Options,
 ) -> None:
-    """Throughput, one cell at a time (timings taken in parallel would mean nothing), on the
-    cells that ran; GPU builds on a software device are not worth timing."""
+    """Throughput, one child at a time (timings taken in parallel would mean nothing), on the
+    cells that ran, the releases of each platform interleaved (`measure_platform`); GPU builds on
+    a software device are not worth timing."""
     from harness.abi.release import headers_dir
-    from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
+    from harness.suites.throughput import presets_for, write_benchmark_json
+    from harness.suites.throughput_rounds import measure_platform
 
     presets = presets_for(dl.cache.root, list(opts.bench_presets))
+    platforms: dict[str, dict[str, dict[str, Any]]] = {}  # releases of a platform: interleaved
     for res in results:
         cid = res.cell.id
         spec, row = specs.get(cid), rows[cid]
@@ -257,17 +262,20 @@ def _bench(
             **spec,
             "presets": presets,
             "threads": opts.threads,
-            "rounds": 2,
             "include": str(headers_dir(dl, res)),
             "cache": str(dl.cache.root),
             "build": res.build,
             "tree": str(res.stored.path),
         }
-        row["bench"] = run_bench(
-            bspec, opts.out / "work" / cid / "bench", timeout=max(opts.timeout, 600)
-        )
-        if "error" not in row["bench"]:
-            write_benchmark_json(opts.out, row["bench"], row)
+        platforms.setdefault(f"{res.cell.os}-{res.cell.arch}-{res.cell.variant}", {})[cid] = bspec
+    for plat, contenders in platforms.items():
+        work = opts.out / "work" / "bench" / plat
+        timeout = max(opts.timeout, 600)
+        benches = measure_platform(contenders, work, timeout, opts.bench_rounds, opts.bench_aa)
+        for cid, bench in benches.items():
+            rows[cid]["bench"] = bench
+            if "error" not in bench:
+                write_benchmark_json(opts.out, bench, rows[cid])
 
 
 def _cpu_variant_specs(

@@ -31,7 +31,7 @@ from typing import Any
 
 from harness.abi import Api
 from harness.load.loader import library_paths
-from harness.report.compare import stats
+from harness.suites.throughput_stats import summary as stats
 
 log = logging.getLogger(__name__)
 

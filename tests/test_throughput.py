@@ -141,7 +141,7 @@ def test_a_baseline_within_noise_passes_the_gate() -> None:
     shifted = [x * 1.01 for x in reversed(NOISY)]
     base = {"cells": [cell("b8095", {("small-f16", "pp128"): shifted})]}
     [entry] = compare.compare(now, base)
-    assert entry["verdict"] == "inconclusive"  # ±10 % of drift allowed between runs
+    assert entry["verdict"] == "within noise"  # within ±(5 % + 10 % of drift between runs)
     assert entry["low"] < 0 < entry["high"]
     assert gate([entry], 0.05, across_runs=True) == []
 

@@ -118,6 +118,12 @@ def test_judge(low: float, high: float, change: float, verdict: str) -> None:
     assert ts.judge(ts.Change(change, low, high, 10, "interleaved")) == verdict
 
 
+def test_across_runs_the_band_of_no_change_includes_the_drift() -> None:
+    c = ts.across_runs([100.0, 101, 99, 100], [100.0, 99, 101, 100])
+    assert c.drift == ts.DRIFT_FLOOR and c.low < -0.09 and c.high > 0.09
+    assert ts.judge(c) == ts.WITHIN
+
+
 # --- drift: block order calls a change, interleaved does not ------------------------------------
 
 
@@ -212,13 +218,18 @@ def test_releases_measured_apart_are_judged_across_runs_and_not_gated() -> None:
     assert len(compare.gate([e], 0.05, across_runs=True)) == 1
 
 
-def test_a_baseline_within_a_few_percent_is_inconclusive_not_a_regression() -> None:
+def test_a_baseline_a_few_percent_apart_is_within_the_drift_allowed() -> None:
     now = {"cells": [_cell("b2", OLD, "today")]}
     base = {"cells": [_cell("b2", [x * 1.03 for x in OLD], "last-week")]}
     [e] = compare.compare(now, base)
-    assert e["against"] == "baseline" and e["verdict"] == "inconclusive"
+    assert e["against"] == "baseline" and e["verdict"] == "within noise"
     assert "widened by ±10%" in e["note"]
     assert compare.gate([e], 0.02, across_runs=True) == []
+    # a 12 % slowdown across runs cannot be told from drift: inconclusive, not "slower"
+    base = {"cells": [_cell("b2", [x * 1.12 for x in OLD], "last-week")]}
+    [e] = compare.compare(now, base)
+    assert e["verdict"] == "inconclusive", e
+    assert "too noisy" in e["note"]
 
 
 def test_aa_entries_compare_a_cell_with_its_twin_and_never_gate() -> None:

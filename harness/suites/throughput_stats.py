@@ -20,8 +20,8 @@ run showed, whichever is larger), and the report says so.
 
 `judge` turns (change, interval) into a verdict with a minimum effect (`MIN_EFFECT`): a change
 must be beyond the noise AND at least that large to be called; an interval that stays inside
-±MIN_EFFECT is "within noise"; anything else is "inconclusive" (the machine was too noisy to
-tell), never a guess.
+±MIN_EFFECT (across runs: ±(MIN_EFFECT + the drift allowance)) is "within noise"; anything else
+is "inconclusive" (the machine was too noisy to tell), never a guess.
 """
 
 from __future__ import annotations
@@ -171,13 +171,15 @@ def across_runs(
 
 def judge(c: Change, min_effect: float = MIN_EFFECT) -> str:
     """faster / slower: the interval excludes no change and the change is at least `min_effect`;
-    within noise: the whole interval lies inside ±min_effect; else inconclusive."""
+    within noise: the whole interval lies inside ±min_effect (across runs: ±(min_effect + the
+    drift allowance), the finest difference two runs can resolve); else inconclusive."""
     if c.low is None or c.high is None:
         return INCONCLUSIVE
     if c.high < 0 and c.change <= -min_effect:
         return SLOWER
     if c.low > 0 and c.change >= min_effect:
         return FASTER
-    if -min_effect < c.low and c.high < min_effect:
+    band = min_effect + c.drift
+    if -band < c.low and c.high < band:
         return WITHIN
     return INCONCLUSIVE

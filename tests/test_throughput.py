@@ -359,6 +359,8 @@ def test_b6673_flash_attention_auto_is_found_interleaved(tmp_path: Path) -> None
     assert sorted(p.name for p in (tmp_path / "work" / "b5640").iterdir()) == [
         f"r{r}-tiny" for r in range(6)
     ]
+    for folder in (tmp_path / "work").glob("*/r*-tiny"):  # each started once (the launcher's log)
+        assert len((folder / "bench.starts.jsonl").read_text().splitlines()) == 1
     assert [c["bench"]["params"]["tiny"]["flash_attn"] for c in cells] == ["off", "auto"]
     [entry] = compare.compare({"cells": cells})
     assert (entry["release"], entry["previous"], entry["test"]) == ("b6673", "b5640", "pp64")

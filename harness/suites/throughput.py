@@ -28,14 +28,13 @@ import gc
 import json
 import os
 import platform
-import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.cache import atomic
+from harness.load.child import Child, child_main
 from harness.suites.throughput_stats import benchmark_stats
 
 # preset → (n_prompt, n_gen, repetitions per round); `throughput_rounds.ROUNDS` rounds. The tiny
@@ -57,7 +56,6 @@ RESERVED = (
     "interleave",
     "aa",
 )
-LOG_TAIL_LINES = 30
 FORMAT_VERSION = "5.1.0"  # the pytest-benchmark JSON layout written when it is not installed
 
 
@@ -114,9 +112,7 @@ def _flash(params: Any) -> str:
     return "n/a"
 
 
-def measure(
-    loaded: Any, spec: dict[str, Any], note: Callable[[dict[str, Any]], None]
-) -> dict[str, Any]:
+def measure(loaded: Any, spec: dict[str, Any], child: Child) -> dict[str, Any]:
     """Every preset's pp and tg seconds per repetition, in this (the child's) process."""
     from harness.suites.llama import Llama, _first
 
@@ -143,7 +139,7 @@ def measure(
     out: dict[str, Any] = {}
     for preset, p in spec["presets"].items():
         n_prompt, n_gen, reps = int(p["n_prompt"]), int(p["n_gen"]), reps_of(spec, p)
-        note({"start": preset, "test": "load"})
+        child.start(f"{preset} load")
         model = llama.load_model(Path(p["model"]))
         if model is None:
             out[preset] = {"error": f"the model did not load: {p['model']}"}
@@ -171,12 +167,13 @@ def measure(
             llama.clear_memory(ctx)
             return sum(timed(ctx, arr, 1, i) for i, arr in enumerate(singles))
 
+        child.done(f"{preset} load")
         tests: dict[str, Any] = {}
         for kind, n, run in (("pp", n_prompt, pp), ("tg", n_gen, tg)):
             if n <= 0:
                 continue
             name = f"{kind}{n}"
-            note({"start": preset, "test": name})
+            child.start(f"{preset} {name}")
             gc.disable()
             try:
                 for _ in range(warmup):
@@ -185,36 +182,22 @@ def measure(
             finally:
                 gc.enable()
             tests[name] = {"tokens": n, "seconds": seconds}
-            note({"done": preset, "test": name, "seconds": seconds})
+            child.done(f"{preset} {name}", seconds=seconds)
         out[preset] = {"n_vocab": n_vocab, "n_ctx": n_ctx, "flash_attn": _flash(cp), "tests": tests}
         llama.free_context(ctx)
         llama.free_model(model)
     return {"presets": out, "system_info": llama.system_info().strip()}
 
 
-def main(spec_path: str) -> int:
-    spec: dict[str, Any] = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    log = open(spec["log"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open until exit
-    progress = open(spec["progress"], "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-
-    def note(item: dict[str, Any]) -> None:
-        progress.write(json.dumps(item) + "\n")
-        progress.flush()
-        os.fsync(progress.fileno())
-
+def body(child: Child) -> dict[str, Any]:
+    """The child (`harness.load.child` protocol): load the release, measure, return the result."""
     from harness.abi import Api
     from harness.load.loader import load
 
+    spec = child.spec
     api = Api.from_json(Path(spec["api"]).read_text(encoding="utf-8"))
-
-    def on_log(_level: int, text: str) -> None:
-        log.write(text)
-
-    loaded = load(Path(spec["libdir"]), api, on_log, spec.get("cpu_variant"))
-    result = {**measure(loaded, spec, note), "backends": loaded.backends}
-    atomic.write_text(Path(spec["result"]), json.dumps(result))
-    log.flush()
-    os._exit(0)  # skip teardown: some releases' static destructors crash at exit
+    loaded = load(Path(spec["libdir"]), api, child.log, spec.get("cpu_variant"))
+    return {**measure(loaded, spec, child), "backends": loaded.backends}
 
 
 # ----------------------------------------------------------------------------- pytest-benchmark
@@ -316,4 +299,4 @@ def write_benchmark_json(out_dir: Path, bench: dict[str, Any], cell: dict[str, A
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(main(sys.argv[1]))
+        child_main(body)

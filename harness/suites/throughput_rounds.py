@@ -16,18 +16,15 @@ placement), which a single long-lived child would bake into one contender's figu
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+from harness.load.child import launch
 from harness.suites import throughput_stats as ts
-from harness.suites.native import find_llama_bench, run_llama_bench, signal_name
-from harness.suites.throughput import LOG_TAIL_LINES, machine_info, reps_of
+from harness.suites.native import find_llama_bench, run_llama_bench
+from harness.suites.throughput import machine_info, reps_of
 
 log = logging.getLogger(__name__)
 
@@ -49,62 +46,17 @@ def schedule(units: list[Any], presets: list[str], rounds: int) -> list[tuple[in
 # ----------------------------------------------------------------------------- one child
 
 
-def _tail(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    return [ln for ln in lines if ln.strip()][-LOG_TAIL_LINES:]
-
-
-def _where(progress: Path) -> str:
-    """Where a crashed child was: the test it started and did not finish."""
-    last = ""
-    try:
-        for line in progress.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            if "start" in item:
-                last = f"{item['start']} {item['test']}"
-            elif "done" in item:
-                last = ""
-    except (OSError, ValueError):
-        pass
-    return f" in {last}" if last else " while loading the library"
-
-
 def _child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
-    """Run the measuring child; its result, or {"error", "log_tail"} (crash, timeout, failure)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    kinds = (("log", "log"), ("progress", "jsonl"), ("result", "json"), ("spec", "json"))
-    paths = {k: workdir / f"bench-{k}.{ext}" for k, ext in kinds}
-    for p in paths.values():
-        p.unlink(missing_ok=True)
-    full = {**spec, **{k: str(paths[k]) for k in ("log", "progress", "result")}}
-    paths["spec"].write_text(json.dumps(full), encoding="utf-8")
-    env = {**os.environ, **(spec.get("env") or {})}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")]
-    ).rstrip(os.pathsep)
-    cmd = [sys.executable, "-m", "harness.suites.throughput", str(paths["spec"])]
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {
-            "error": f"timed out after {timeout:.0f} s{_where(paths['progress'])}",
-            "log_tail": _tail(paths["log"]),
-        }
-    if paths["result"].is_file():
-        data: dict[str, Any] = json.loads(paths["result"].read_text(encoding="utf-8"))
-        return data
-    stderr = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    tail = (_tail(paths["log"]) + stderr)[-LOG_TAIL_LINES:]
-    if proc.returncode < 0:
-        why = f"crash: {signal_name(proc.returncode)}{_where(paths['progress'])}"
-    else:
-        why = f"the bench child failed: {stderr[-1] if stderr else proc.returncode}"
-    return {"error": why, "log_tail": tail}
+    """Run one measuring child (the one launcher, `harness.load.child`): its result, or
+    {"error", "log_tail"} (crash, with the test it died in; timeout; failure)."""
+    ran = launch(
+        "harness.suites.throughput", spec, workdir, timeout=timeout, env=spec.get("env"),
+        name="bench",
+    )  # fmt: skip
+    if ran.ok and ran.result is not None:
+        return ran.result
+    why = f"crash: {ran.error}" if ran.crashed else str(ran.error)
+    return {"error": why, "log_tail": ran.log_tail}
 
 
 def _driver(spec: dict[str, Any]) -> Path | str | None:

@@ -248,3 +248,25 @@ def test_summary_is_pytest_benchmarks_stats() -> None:
     assert ts.summary(data) == {k: getattr(ref, k) for k in ts.SUMMARY}
     assert ts.benchmark_stats(data)["outliers"] == ref.outliers
     assert math.isclose(ts.benchmark_stats(data)["hd15iqr"], ref.hd15iqr)
+
+
+def test_the_report_shows_inconclusive_with_its_noise_and_ignores_aa() -> None:
+    from harness.report.markdown import markdown
+    from harness.report.model import verdicts
+    from tests.test_report import synthetic
+
+    rep = synthetic()
+    noisy = [100.0, 150, 70, 120, 60, 140, 90, 130, 80, 110]
+    base = _cell("b6673", OLD)
+    cells = [{**base, "bench": {**base["bench"], "aa": {"tiny": {"pp64": {
+        **ts.summary(OLD), "samples": OLD, "by_round": [x * 2 for x in OLD]}}}}},
+        _cell("b7000", [x * n / 100 for x, n in zip(OLD, noisy, strict=True)])]  # fmt: skip
+    rep["comparison"] = compare.compare({"cells": cells})
+    against = {e["against"]: e["verdict"] for e in rep["comparison"]}
+    assert against == {"A/A": "slower", "previous release": "inconclusive"}
+    md = markdown(rep)
+    assert "1 inconclusive" in md
+    assert "❔ inconclusive: the machine was too noisy (±" in md
+    assert "| b6673 | itself (A/A) | linux/x64/cpu | tiny pp64 |" in md
+    # an A/A false alarm never makes a release "slower" on the first screen
+    assert all(not v["slower"] for v in verdicts(rep) if v["release"] == "b6673")

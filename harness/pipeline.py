@@ -47,7 +47,8 @@ from harness.suites.conformance import NAMES
 from harness.suites.fixtures import model as models
 from harness.suites.fixtures import reference
 from harness.suites.plugin import run_tests
-from harness.suites.throughput import presets_for, write_benchmark_json
+from harness.suites.throughput import presets_for
+from harness.suites.throughput_json import write_benchmark_json
 from harness.suites.throughput_rounds import measure_platform
 
 log = logging.getLogger(__name__)

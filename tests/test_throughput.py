@@ -33,7 +33,8 @@ from harness.suites.native import (
     parse_llama_bench,
     run_llama_bench,
 )
-from harness.suites.throughput import benchmark_json, presets_for
+from harness.suites.throughput import presets_for
+from harness.suites.throughput_json import benchmark_json, write_benchmark_json
 from harness.suites.throughput_rounds import measure_platform, run_bench
 from tests.realbuilds import CACHE, ERAS, api_of, downloader, provision
 
@@ -291,7 +292,7 @@ def test_native_ratio_is_computed(b5640_bench: dict[str, Any]) -> None:
 
 @real
 def test_pytest_benchmark_reads_the_json(b5640_bench: dict[str, Any], tmp_path: Path) -> None:
-    path = throughput.write_benchmark_json(tmp_path, b5640_bench, {"release": "b5640", **CELL})
+    path = write_benchmark_json(tmp_path, b5640_bench, {"release": "b5640", **CELL})
     doc = json.loads(path.read_text())
     names = {b["name"] for b in doc["benchmarks"]}
     assert "pp64[tiny-harness]" in names

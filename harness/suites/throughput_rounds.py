@@ -24,7 +24,8 @@ from typing import Any
 from harness.load.child import launch
 from harness.suites import throughput_stats as ts
 from harness.suites.native import find_llama_bench, run_llama_bench
-from harness.suites.throughput import machine_info, reps_of
+from harness.suites.throughput import reps_of
+from harness.suites.throughput_json import machine_info
 
 log = logging.getLogger(__name__)
 

@@ -388,6 +388,12 @@ def test_a_crash_in_the_child_is_reported(tmp_path: Path) -> None:
         [*cc.split(), "-shared", "-fPIC", str(src), "-o", str(lib / "libllama.so")], check=True
     )
     spec = spec_for("b5640", tmp_path, presets_for(CACHE, ["tiny"], reps=1), native=False)
+    good = dict(spec)
     spec["libdir"] = str(lib)
     bench = run_bench(spec, tmp_path / "work", timeout=60)
     assert bench["error"].startswith("crash: SIGSEGV while loading the library"), bench
+    # beside a good contender, loaded ahead and waiting at its gate: the crash stops only the bad
+    # one (no round waits forever for a child that died before it was ready)
+    got = measure_platform({"bad": spec, "good": good}, tmp_path / "both", timeout=60, rounds=2)
+    assert got["bad"]["error"].startswith("crash: SIGSEGV while loading the library"), got
+    assert len(got["good"]["tiny"]["pp64"]["by_round"]) == 2, got["good"]

@@ -161,6 +161,10 @@ def measure(loaded: Any, spec: dict[str, Any], child: Child) -> dict[str, Any]:
             return sum(timed(ctx, arr, 1, i) for i, arr in enumerate(singles))
 
         child.done(f"{preset} load")
+        if gate := spec.pop("gate", None):  # loaded: wait until the parent lets this one measure
+            child.note({"ready": preset})
+            with open(gate, encoding="utf-8") as g:
+                g.read()
         tests: dict[str, Any] = {}
         for kind, n, run in (("pp", n_prompt, pp), ("tg", n_gen, tg)):
             if n <= 0:

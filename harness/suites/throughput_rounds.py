@@ -16,8 +16,13 @@ placement), which a single long-lived child would bake into one contender's figu
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ROUNDS = 10  # paired rounds per comparison: ≥ 6 for a 95 % interval; 10 drops one wild round a side
 AA_SUFFIX = "~aa"  # the id of a contender's A/A twin (the same build measured again)
+GATE_WINDOW = 4  # children loaded at once, waiting for their turn (memory: one model each)
 
 
 def schedule(units: list[Any], presets: list[str], rounds: int) -> list[tuple[int, str, Any]]:
@@ -58,6 +64,72 @@ def _child(spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any
         return ran.result
     why = f"crash: {ran.error}" if ran.crashed else str(ran.error)
     return {"error": why, "log_tail": ran.log_tail}
+
+
+class _Gated:
+    """A measuring child started ahead of its turn: it loads its release and model, says
+    `ready`, and blocks on a FIFO until `go`, so the contenders of one round measure back to back
+    (milliseconds apart, not a process start and a library load apart) while no two measure at
+    once."""
+
+    def __init__(self, spec: dict[str, Any], workdir: Path, timeout: float) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.gate = workdir / "bench.gate"
+        self.gate.unlink(missing_ok=True)
+        os.mkfifo(self.gate)
+        self.progress = workdir / "bench.progress.jsonl"  # the launcher's `Files(.., "bench")`
+        self.result: dict[str, Any] = {}
+        self.thread = threading.Thread(
+            target=self._run, args=({**spec, "gate": str(self.gate)}, workdir, timeout), daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, spec: dict[str, Any], workdir: Path, timeout: float) -> None:
+        self.result = _child(spec, workdir, timeout)
+
+    def ready(self) -> bool:
+        if not self.thread.is_alive():
+            return True
+        try:
+            return '"ready"' in self.progress.read_text(encoding="utf-8")
+        except OSError:
+            return False
+
+    def go(self) -> dict[str, Any]:
+        """Let it measure; its result once it has finished."""
+        while self.thread.is_alive():
+            try:
+                fd = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:  # ENXIO: not reading yet (between `ready` and its open)
+                if err.errno != errno.ENXIO:
+                    raise
+                time.sleep(0.001)
+                continue
+            os.close(fd)  # the child reads EOF and starts
+            break
+        self.thread.join()
+        self.gate.unlink(missing_ok=True)
+        return self.result
+
+
+def _prestart(
+    batch: list[tuple[str, dict[str, Any], Path]], timeout: float
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Harness children of one (round, preset), in run order: all started and loaded first
+    (GATE_WINDOW at a time), then let go one after the other. Without FIFOs (Windows), or for a
+    single child, each simply runs in turn."""
+    if not hasattr(os, "mkfifo") or len(batch) < 2:
+        for cid, spec, work in batch:
+            yield cid, _child(spec, work, timeout)
+        return
+    for i in range(0, len(batch), GATE_WINDOW):
+        chunk = [
+            (cid, _Gated(spec, work, timeout)) for cid, spec, work in batch[i : i + GATE_WINDOW]
+        ]
+        while not all(g.ready() for _, g in chunk):
+            time.sleep(0.005)
+        for cid, g in chunk:
+            yield cid, g.go()
 
 
 def _driver(spec: dict[str, Any]) -> Path | str | None:
@@ -190,31 +262,44 @@ def measure_platform(
     first_child: dict[str, dict[str, Any]] = {}
     failed: dict[str, dict[str, Any]] = {}
     native_failed: dict[tuple[str, str], dict[str, Any]] = {}
-    for r, preset, (cid, runner) in schedule(units, presets, n_rounds):
-        if cid in failed or (cid, preset) in native_failed:
-            continue
-        spec = specs[cid]
-        one = {**spec, "presets": {preset: spec["presets"][preset]}}
-        if runner == "native":
-            driver = drivers[cid]
-            assert isinstance(driver, Path)
-            res = _native(one, preset, driver, timeout)
+    order = schedule(units, presets, n_rounds)
+    for g in range(0, len(order), len(units)):  # one (round, preset): every unit, in its order
+        group = order[g : g + len(units)]
+        r, preset = group[0][0], group[0][1]
+        live = [(c, run) for _, _, (c, run) in group if c not in failed]
+        harness = [
+            (c, {**specs[c], "presets": {preset: specs[c]["presets"][preset]}},
+             Path(workdir) / c / f"r{r}-{preset}")
+            for c, run in live if run == "harness"
+        ]  # fmt: skip
+        children = _prestart(harness, timeout)
+        for cid, runner in live:
+            if runner == "native":
+                if (cid, preset) in native_failed:
+                    continue
+                driver = drivers[cid]
+                assert isinstance(driver, Path)
+                one = {**specs[cid], "presets": {preset: specs[cid]["presets"][preset]}}
+                res = _native(one, preset, driver, timeout)
+                if "error" in res:
+                    native_failed[(cid, preset)] = res
+                else:
+                    got[(cid, runner)].setdefault(preset, []).append(res.get("tests", {}))
+                continue
+            done_cid, res = next(children)
+            assert done_cid == cid
             if "error" in res:
-                native_failed[(cid, preset)] = res
-            else:
-                got[(cid, runner)].setdefault(preset, []).append(res.get("tests", {}))
-            continue
-        res = _child(one, Path(workdir) / cid / f"r{r}-{preset}", timeout)
-        if "error" in res:
-            log.info("%s: bench child failed in round %d (%s): %s", cid, r, preset, res["error"])
-            failed[cid] = {"error": res["error"], "log_tail": res.get("log_tail", [])}
-            continue
-        first_child.setdefault(cid, res)
-        section = res["presets"].get(preset, {})
-        if "error" in section:
-            failed[cid] = {"error": f"{preset}: {section['error']}", "log_tail": []}
-            continue
-        got[(cid, runner)].setdefault(preset, []).append(section)
+                log.info(
+                    "%s: bench child failed in round %d (%s): %s", cid, r, preset, res["error"]
+                )
+                failed[cid] = {"error": res["error"], "log_tail": res.get("log_tail", [])}
+                continue
+            first_child.setdefault(cid, res)
+            section = res["presets"].get(preset, {})
+            if "error" in section:
+                failed[cid] = {"error": f"{preset}: {section['error']}", "log_tail": []}
+                continue
+            got[(cid, runner)].setdefault(preset, []).append(section)
     info = {"session": session, "rounds": n_rounds, "order": "ABBA", "contenders": list(specs)}
     out: dict[str, dict[str, Any]] = {}
     for cid, spec in specs.items():

@@ -9,6 +9,11 @@ repetitions in that round); `harness.report.compare` pairs two contenders' figur
 (`throughput_stats.paired`). The native driver, when built, is one more unit in the same rounds,
 so harness ÷ native is paired the same way.
 
+Back to back means back to back: the harness children of one (round, preset) are started
+together, load their release and model, and wait at a FIFO gate (`_Gated`); they are then let go
+one after the other, so contender B starts measuring milliseconds after A stops, never while A
+measures, and not a process start and a library load later.
+
 Why one child per (round, contender, preset): one release per process (the shared SONAME), and a
 fresh process each round also samples what differs between processes (memory layout, page
 placement), which a single long-lived child would bake into one contender's figures.

@@ -51,7 +51,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Download benchmarks (pytest-benchmark): warm cache, parallel speed-up, hashing overhead."""
+    """Benchmarks (pytest-benchmark): downloads (warm cache, parallel speed-up, hashing overhead),
+    throughput harness vs native, and throughput verdicts under load (A/A, flips, detection)."""
     session.install("-e", ".[test]")
     session.run(
         "pytest",

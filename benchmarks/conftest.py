@@ -11,9 +11,14 @@ from typing import Any
 import pytest
 
 RATIOS: list[tuple[str, str, str, str]] = []  # (label, numerator, denominator, goal)
+NOTES: list[str] = []  # lines a benchmark wants printed at the end (e.g. verdict counts)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if NOTES:
+        terminalreporter.section("llama-harness verdicts (same run)")
+        for line in NOTES:
+            terminalreporter.write_line(line)
     session = getattr(config, "_benchmarksession", None)
     if session is None or not RATIOS:
         return

@@ -121,8 +121,14 @@ def _gates(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fail-on-regression",
         metavar="PCT",
-        help="exit 1 when a cell is slower than the previous release or the baseline "
+        help="exit 1 when a release is slower than the previous one measured beside it "
         "by more than PCT (e.g. 5%%), beyond the noise",
+    )
+    p.add_argument(
+        "--gate-baseline",
+        action="store_true",
+        help="let --fail-on-regression also judge comparisons across runs (the baseline), "
+        "whose interval is widened for the machine's drift",
     )
 
 
@@ -143,12 +149,14 @@ def _load_gates(args: argparse.Namespace) -> tuple[dict[str, Any] | None, float 
     return baseline, threshold
 
 
-def _regressions(rep: dict[str, Any], threshold: float | None) -> list[str]:
+def _regressions(
+    rep: dict[str, Any], threshold: float | None, across_runs: bool = False
+) -> list[str]:
     if threshold is None:
         return []
     from harness.report.compare import gate
 
-    lines = gate(rep.get("comparison") or [], threshold)
+    lines = gate(rep.get("comparison") or [], threshold, across_runs)
     for line in lines:
         print(f"llama-harness: regression: {line}", file=sys.stderr)
     return lines
@@ -210,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--bench-presets",
         default="tiny,small-f16,small-q8_0",
         help="models the throughput suite times (default tiny,small-f16,small-q8_0)",
+    )
+    p.add_argument(
+        "--bench-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="interleaved rounds per platform (default 10; at least 6 for a 95%% verdict)",
+    )
+    p.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A: also time each build against itself, to see this machine's false-alarm rate",
     )
     _gates(p)
     p.add_argument(
@@ -575,7 +595,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         suites=tuple(args.suite or ("conformance", "bench")),
         bench_presets=tuple(p for p in args.bench_presets.split(",") if p),
         baseline=baseline,
+        bench_rounds=args.bench_rounds,
+        bench_aa=args.aa,
     )
+    if args.bench_rounds is not None and args.bench_rounds < 1:
+        raise ConfigError("--bench-rounds must be at least 1")
     return _publish(args, run(dl, cells, opts), out, threshold)
 
 
@@ -602,7 +626,15 @@ def _publish(
                 f"{c['variant']}: {c['reason']}",
                 file=sys.stderr,
             )
-    slower = _regressions(rep, threshold)
+    aa = [e for e in rep.get("comparison") or [] if e.get("against") == "A/A"]
+    if aa and not args.json:
+        called = sum(e["verdict"] in ("faster", "slower") for e in aa)
+        unsure = sum(e["verdict"] == "inconclusive" for e in aa)
+        print(
+            f"A/A (each build against itself): {len(aa)} comparisons, {called} false alarms, "
+            f"{unsure} inconclusive"
+        )
+    slower = _regressions(rep, threshold, bool(getattr(args, "gate_baseline", False)))
     counts = report.summary(rep)
     bad = counts["fail"] + counts["error"] + counts["crash"]
     return EXIT_FAILED if bad or slower else EXIT_OK

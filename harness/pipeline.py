@@ -53,7 +53,9 @@ from harness.suites.conformance import NAMES
 from harness.suites.fixtures import model as models
 from harness.suites.fixtures import reference
 from harness.suites.plugin import run_tests
-from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
+from harness.suites.throughput import presets_for
+from harness.suites.throughput_json import write_benchmark_json
+from harness.suites.throughput_rounds import measure_platform
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class Options:
     suites: tuple[str, ...] = ("conformance", "bench")
     bench_presets: tuple[str, ...] = ("tiny", "small-f16", "small-q8_0")
     baseline: dict[str, Any] | None = None
+    bench_rounds: int | None = None  # None: throughput_rounds.ROUNDS
+    bench_aa: bool = False
 
 
 def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[str, Any]:
@@ -340,12 +344,14 @@ def judge_cells(run: Run) -> None:
 
 
 def bench(run: Run) -> None:
-    """Throughput, one cell at a time (timings taken in parallel would mean nothing), on the
-    cells that ran; GPU builds on a software device are not worth timing."""
+    """Throughput, one child at a time (timings taken in parallel would mean nothing), on the
+    cells that ran, the releases of each platform interleaved (`measure_platform`); GPU builds on
+    a software device are not worth timing."""
     if "bench" not in run.opts.suites:
         return
     opts = run.opts
     presets = presets_for(run.dl.cache.root, list(opts.bench_presets))
+    platforms: dict[str, dict[str, dict[str, Any]]] = {}  # releases of a platform: interleaved
     for cid, res in run.provisioned.items():
         spec, cell = run.specs.get(cid), run.cells[cid]
         if spec is None or spec.get("gpu") == "vulkan" or cell.status not in ("pass", "fail"):
@@ -355,17 +361,20 @@ def bench(run: Run) -> None:
             **spec,
             "presets": presets,
             "threads": opts.threads,
-            "rounds": 2,
             "include": str(headers_dir(run.dl, res)),
             "cache": str(run.dl.cache.root),
             "build": res.build,
             "tree": str(res.stored.path),
         }
-        cell.bench = run_bench(
-            bspec, opts.out / "work" / cid / "bench", timeout=max(opts.timeout, 600)
-        )
-        if "error" not in cell.bench:
-            write_benchmark_json(opts.out, cell.bench, cell.to_json())
+        platforms.setdefault(f"{cell.os}-{cell.arch}-{cell.variant}", {})[cid] = bspec
+    for plat, contenders in platforms.items():
+        work = opts.out / "work" / "bench" / plat
+        timeout = max(opts.timeout, 600)
+        benches = measure_platform(contenders, work, timeout, opts.bench_rounds, opts.bench_aa)
+        for cid, section in benches.items():
+            run.cells[cid].bench = section
+            if "error" not in section:
+                write_benchmark_json(opts.out, section, run.cells[cid].to_json())
 
 
 def build_report(run: Run) -> None:

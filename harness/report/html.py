@@ -225,11 +225,11 @@ def _comparison(report: dict[str, Any]) -> list[str]:
         return []
     rows = [
         f'<tr class="v-{e(str(x.get("verdict", "")).replace(" ", "-"))}">'
-        f"<td>{e(x.get('release', ''))}</td><td>{e(x.get('previous', ''))}</td>"
-        f"<td>{e(x.get('cell', ''))}</td><td>{e(x.get('test', ''))}</td>"
+        f"<td>{e(x.get('release', ''))}</td><td>{e(rp.vs_text(x))}</td>"
+        f"<td>{e(x.get('cell', ''))}</td><td>{e(rp.test_text(x))}</td>"
         f"<td>{e(percent(x.get('change')))}</td>"
         f"<td>{e(percent(x.get('noise'), sign=False))}</td>"
-        f"<td>{rp.PERF_GLYPH.get(str(x.get('verdict')), '')} {e(x.get('verdict', ''))}</td></tr>"
+        f"<td>{rp.PERF_GLYPH.get(str(x.get('verdict')), '')} {e(rp.verdict_text(x))}</td></tr>"
         for x in entries
     ]
     return [

@@ -24,7 +24,10 @@ from harness.report.model import (
     release_label,
     releases_of,
     summary,
+    test_text,
+    verdict_text,
     verdicts,
+    vs_text,
 )
 from harness.report.text import as_number, clip, encodable, fmt_rate, percent, plural
 
@@ -170,10 +173,12 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
     if not entries:
         return []
     real = [e for e in entries if e.get("verdict") != "within noise"]
+    unsure = sum(e.get("verdict") == "inconclusive" for e in entries)
     out = [
         "## Throughput changes",
         "",
         f"{plural(len(entries), 'comparison')}, {len(entries) - len(real)} within noise"
+        + (f", {unsure} inconclusive" if unsure else "")
         + (":" if real else "."),
         "",
     ]
@@ -183,10 +188,10 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|---|---|",
         ]
         out += [
-            f"| {e.get('release', '')} | {e.get('previous', '')} | {e.get('cell', '')} | "
-            f"{e.get('test', '')} | {percent(e.get('change'))} | "
+            f"| {e.get('release', '')} | {vs_text(e)} | {e.get('cell', '')} | "
+            f"{test_text(e)} | {percent(e.get('change'))} | "
             f"{percent(e.get('noise'), sign=False)} | "
-            f"{PERF_GLYPH.get(str(e.get('verdict')), '')} {e.get('verdict', '')} |"
+            f"{PERF_GLYPH.get(str(e.get('verdict')), '')} {verdict_text(e)} |"
             for e in real
         ]
         out.append("")

@@ -27,7 +27,7 @@ GLYPH = {"pass": "✅", "fail": "❌", "skip": "⏭️", "error": "⚠️", "cra
 STATIC_PASS = "☑️"  # passed its static checks; this host could not run it
 STATUSES = ("pass", "fail", "skip", "error", "crash")
 FAILED = ("fail", "error", "crash")
-PERF_GLYPH = {"slower": "🐢", "faster": "⚡", "within noise": "≈"}
+PERF_GLYPH = {"slower": "🐢", "faster": "⚡", "within noise": "≈", "inconclusive": "❔"}
 BENCH_EXTRAS = ("native_ratio", "llama_bench")  # bench keys that are not a model's measurements
 LEGEND = (
     f"✅ ran and passed · {STATIC_PASS} static checks passed (not runnable here) · "
@@ -160,7 +160,9 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
                 else f"none of its {n} platforms could be checked here"
             )
         slower = [
-            e for e in comparison if _same_release(builds, rel, e) and e.get("verdict") == "slower"
+            e
+            for e in comparison
+            if _same_release(builds, rel, e) and e.get("verdict") == "slower" and not is_aa(e)
         ]
         if slower:
             text += (
@@ -239,6 +241,31 @@ def bench_extra(c: dict[str, Any], kind: str, key: str) -> float | None:
     return None
 
 
+def is_aa(e: dict[str, Any]) -> bool:
+    """An A/A entry (`run --aa`): a build against itself, the machine's false-alarm rate."""
+    return e.get("against") == "A/A"
+
+
+def verdict_text(e: dict[str, Any]) -> str:
+    """`inconclusive: the machine was too noisy (±12.0%)`: the verdict and the entry's note."""
+    note = e.get("note")
+    return f"{e.get('verdict', '')}: {note}" if note else str(e.get("verdict", ""))
+
+
+def test_text(e: dict[str, Any]) -> str:
+    """`small-f16 pp128` (an entry may name its preset apart, or in its test)."""
+    return " ".join(str(e[k]) for k in ("preset", "test") if e.get(k))
+
+
+def vs_text(e: dict[str, Any]) -> str:
+    """What an entry compares with: the previous release, or `b8095 (baseline)`, `itself (A/A)`."""
+    if is_aa(e):
+        return "itself (A/A)"
+    against = e.get("against")
+    extra = f" ({against})" if against and against != "previous release" else ""
+    return f"{e.get('previous', '')}{extra}"
+
+
 def changes(report: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(release, platform, model/test) → `{change, noise, verdict, previous}`: the comparison's
     entry when the report has one, else the plain change against the previous release."""
@@ -248,7 +275,7 @@ def changes(report: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]
     }
     builds = _builds(report)
     for e in report.get("comparison") or []:
-        if not isinstance(e, dict):
+        if not isinstance(e, dict) or is_aa(e):
             continue
         for (rel, plat), keys in stats.items():
             if not _same_release(builds, rel, e) or not _same_cell(str(e.get("cell", "")), plat):

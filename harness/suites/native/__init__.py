@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -30,8 +29,9 @@ from typing import Any
 
 from harness.abi import Api
 from harness.cache import atomic
+from harness.load.child import signal_name
 from harness.load.loader import library_paths
-from harness.report.compare import stats
+from harness.suites.throughput_stats import summary as stats
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ class Driver:
     path: Path | None
     reason: str = ""
     flags: list[str] = field(default_factory=list)
-
-
-def signal_name(returncode: int) -> str:
-    """SIGSEGV for a child killed by signal 11 (subprocess's returncode -11)."""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
 
 
 def find_compiler() -> str | None:

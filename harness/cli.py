@@ -21,7 +21,7 @@ from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
 from harness.library import DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
-from harness.sources import assets
+from harness.sources import assets, http
 from harness.sources.npm import NpmSource
 
 log = logging.getLogger("harness")
@@ -264,6 +264,7 @@ def _downloader(
 ) -> LibraryDownloader:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be at least 1")
+    http.asset_ceiling()  # a bad LLAMA_HARNESS_MAX_ASSET_BYTES is a usage error up front
     dl = LibraryDownloader(
         args.cache_dir,
         api_url=args.api_url,

@@ -7,18 +7,55 @@ carries it at all, because release assets redirect to another host.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
 from harness import __version__
+from harness.errors import ConfigError, SourceError
 
 USER_AGENT = f"llama-harness/{__version__}"
 TIMEOUT = (10, 60)  # connect, read (per chunk) seconds
+ENV_MAX_ASSET = "LLAMA_HARNESS_MAX_ASSET_BYTES"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the network may cost us (docs/security.md lists each, with how it is tested).
+
+    Every byte from the network is untrusted: a server may send a body without end, trickle it,
+    or send a `Link: next` that points back at itself.
+    """
+
+    api_bytes: int = 32 << 20  # one API answer; a page of 100 releases × 50 assets is ~8 MB
+    api_deadline_s: float = 120.0  # one API answer, first byte of the body to the last
+    small_bytes: int = 64 << 10  # nightly-tag.txt and other small text files
+    asset_bytes: int = 8 << 30  # an asset whose size the source did not declare
+    min_rate_bps: int = 16 << 10  # a download averaging less than this ...
+    min_rate_after_s: float = 120.0  # ... after this long is stalled
+    max_pages: int = 1000  # pagination: 100,000 releases at 100 a page
+
+
+LIMITS = Limits()  # tests may swap this for a smaller one; readers look it up on every request
+
+
+def asset_ceiling() -> int:
+    """The most bytes an asset of undeclared size may have: LLAMA_HARNESS_MAX_ASSET_BYTES or
+    LIMITS.asset_bytes."""
+    raw = os.environ.get(ENV_MAX_ASSET, "").strip()
+    if not raw:
+        return LIMITS.asset_bytes
+    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+        raise ConfigError(f"{ENV_MAX_ASSET}={raw[:40]!r}: expected a positive number of bytes")
+    return int(raw)
 
 
 MAX_RETRY_AFTER_S = 30.0
@@ -106,6 +143,51 @@ def api_session(api_url: str, token: str | None, pool: int = 10) -> requests.Ses
     if token:
         s.auth = _TokenOnlyFor(token, api_url)
     return s
+
+
+def read_capped(
+    resp: requests.Response, what: str, limit: int, deadline_s: float | None = None
+) -> bytes:
+    """The body of a `stream=True` response, refused past `limit` bytes or `deadline_s` seconds.
+
+    The deadline is total, not per read: a watchdog shuts the socket down when it passes, so a
+    server that trickles one byte a minute (each read within the read timeout) is still cut.
+    """
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        resp.close()
+        raise SourceError(f"{what}: the answer is {int(declared):,} bytes (limit {limit:,})")
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        with contextlib.suppress(Exception):
+            resp.raw.shutdown()
+
+    timer = threading.Timer(deadline_s, expire) if deadline_s else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        for chunk in resp.iter_content(64 << 10):
+            got += len(chunk)
+            if got > limit:
+                raise SourceError(f"{what}: the answer is larger than {limit:,} bytes; refused")
+            if expired.is_set():
+                break
+            chunks.append(chunk)
+    except (requests.RequestException, Urllib3Error, OSError) as err:
+        if not expired.is_set():
+            raise SourceError(f"{what}: the connection broke ({type(err).__name__})") from err
+    finally:
+        if timer:
+            timer.cancel()
+        resp.close()
+    if expired.is_set():
+        raise SourceError(f"{what}: no complete answer within {deadline_s:g} s")
+    return b"".join(chunks)
 
 
 class _NoAuth(requests.auth.AuthBase):

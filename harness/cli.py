@@ -2,6 +2,11 @@
 
 Every failure is one line on stderr and a documented exit code (see harness.errors); a traceback
 is shown only with `-v` and only for a bug.
+
+One module on purpose: it is the whole command-line contract (every command, option and exit code
+in one place), and each command is a few lines over the package. Imports inside a command are
+lazy on purpose, for start-up time: `llama-harness releases` must not pay for numpy, LIEF,
+libclang or the report renderers that only `run` needs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from harness import __version__, progress
 from harness.config import matrix
 from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
-from harness.library import DEFAULT_REPO, LibraryDownloader
+from harness.library import BUILD, DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
 from harness.sources import assets, http
 from harness.sources.npm import NpmSource
@@ -360,7 +365,8 @@ def host_variants(rel: Any) -> list[str]:
 
 def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
     """This machine's cell of a release: the variant `inspect-host` would choose."""
-    from harness.host.probe import choose_variant, inspect_host
+    from harness.host.choose import choose_variant
+    from harness.host.probe import inspect_host
 
     hos, harch = assets.host_platform()
     try:
@@ -375,7 +381,8 @@ def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
 
 
 def cmd_inspect_host(args: argparse.Namespace) -> int:
-    from harness.host.probe import choose_variant, inspect_host, render
+    from harness.host.choose import choose_variant, render
+    from harness.host.probe import inspect_host
     from harness.load.backends import cpu_backend_choice
     from harness.load.loader import find_libdir
 
@@ -383,8 +390,27 @@ def cmd_inspect_host(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"host": info.to_json()}
     lines = []
     choice = None
-    if args.release:
-        dl = _downloader(args, _matrix(args, False))
+    of = None  # which release the variant is of, when the user named none
+    m = _matrix(args, False)
+    if not args.release and m is not None and m.releases:
+        # no release named: the variant this host would pick of the matrix's newest release
+        dl = _downloader(args, m)
+        try:
+            tag = _newest_release(dl, list(m.releases))
+            rel = dl.get_release(tag)
+        except SourceError as err:  # the host is still worth printing
+            data["choice_error"] = f"cannot resolve the newest release of the matrix: {err}"
+            lines.append(f"variant   unknown: {data['choice_error']}")
+        else:
+            variants = host_variants(rel)
+            choice = choose_variant(info, variants)
+            label = tag if rel.build in (None, tag) else f"{tag} ({rel.build})"
+            data.update(release=tag, build=rel.build, variants=variants)
+            data["choice"] = choice.to_json()
+            data["release_from"] = f"the newest release of {args.matrix or 'matrix.yaml'}"
+            of = f"{label}, {data['release_from']}"
+    elif args.release:
+        dl = _downloader(args, m)
         rel = dl.get_release(args.release)
         variants = host_variants(rel)
         choice = choose_variant(info, variants)
@@ -403,8 +429,21 @@ def cmd_inspect_host(args: argparse.Namespace) -> int:
                 )
             else:
                 lines.append(f"ggml CPU backend: not checked ({res.error})")
-    _print(args, data, [render(info, choice), *lines])
+    _print(args, data, [render(info, choice, of), *lines])
     return EXIT_OK
+
+
+def _newest_release(dl: LibraryDownloader, tags: list[str]) -> str:
+    """`latest` when the matrix lists it, else the tag whose build number is highest (a `v*`
+    tag is resolved to the build it names)."""
+    if "latest" in tags:
+        return "latest"
+
+    def build(tag: str) -> int:
+        b = tag if BUILD.fullmatch(tag) else dl.get_release(tag).build or ""
+        return int(b[1:]) if BUILD.fullmatch(b) else -1
+
+    return max(tags, key=build)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -504,14 +543,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _publish(
     args: argparse.Namespace, rep: dict[str, Any], out: Path, threshold: float | None
 ) -> int:
-    """Write the report files, show it, name each problem on stderr, and pick the exit code."""
+    """Write the report files, say whether to bump, name each problem on stderr, and pick the
+    exit code."""
     from harness.report import model as report
-    report.write(rep, out)
+    from harness.report.publish import write
+
+    write(rep, out)  # the whole Markdown goes to report.md and to $GITHUB_STEP_SUMMARY
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
         sys.stdout.write("\n")
-    else:
-        print(report.markdown(rep))
+    else:  # the answer, not the 14 KB page: one line per release, and where the rest is
+        for v in report.verdicts(rep):
+            print(f"{v['glyph']} {v['label']}: {v['text']}")
         print(f"report: {out / 'report.md'} (also report.json, report.html, report.xml)")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):

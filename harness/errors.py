@@ -1,6 +1,6 @@
 """One exception hierarchy; the CLI maps each class to one line and a documented exit code.
 
-Exit codes (DESIGN.md contract): 0 all good; 1 some cell failed its suites; 2 usage or
+Exit codes (the CLI contract, README.md): 0 all good; 1 some cell failed its suites; 2 usage or
 configuration error; 3 source error (unreachable, HTTP error, rate limited, asset missing);
 4 integrity error (digest mismatch, unsafe archive).
 """

@@ -1,10 +1,11 @@
 """The Python API, in the spirit of the Go library it grew from.
 
-from harness import LibraryDownloader, clean_library_cache
+from harness import LibraryDownloader, clean_library_cache, load_library
 dl = LibraryDownloader()                       # cache, API URL and token from the environment
 rel = dl.get_latest_release()
 result = dl.download(rel.tag)                  # this machine's asset, verified and extracted
 print(result.stored.path)
+lib = load_library("b10361")                   # this machine's build, loaded into THIS process
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
@@ -28,6 +29,9 @@ from harness.sources.base import Asset, Release, Source, Want
 from harness.sources.github import DEFAULT_API, GitHubSource
 from harness.sources.mirror import MirrorSource
 from harness.sources.npm import NpmSource
+
+if TYPE_CHECKING:
+    from harness.load.loader import Loaded, LogSink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -233,3 +237,42 @@ def clean_library_cache(
 ) -> list[Path]:
     """Remove cached builds: all, or one release (`b<N>`; a `v*`/`latest` asks GitHub which)."""
     return LibraryDownloader(cache_dir).clean(release)
+
+
+_LOADED: dict[str, Loaded] = {}
+
+
+def load_library(
+    version: str = "latest",
+    *,
+    cache_dir: str | Path | None = None,
+    sources: tuple[str, ...] = ("github", "npm"),
+    log: LogSink | None = None,
+) -> Loaded:
+    """Provision this machine's build of `version` and load it into THIS process.
+
+    One release per process: every release shares the SONAME libggml-base.so, so a second,
+    different release raises LoadFailed (run it in a child process instead). Loading the same
+    release again returns the same object.
+    """
+    # lazy: headers, libclang and ctypes cost the CLI ~20 ms at start-up and only this needs them
+    from harness.abi.release import release_api
+    from harness.load.loader import LoadFailed, find_libdir, load
+
+    dl = LibraryDownloader(cache_dir, sources=sources)
+    result = dl.download(version)
+    if result.stored is None:
+        raise LoadFailed(f"{version}: nothing was provisioned for this machine")
+    libdir = find_libdir(Path(result.stored.path))
+    key = str(libdir)
+    if key in _LOADED:
+        return _LOADED[key]
+    if _LOADED:
+        other = next(iter(_LOADED))
+        raise LoadFailed(
+            f"{other} is already loaded in this process; llama.cpp releases share the SONAME "
+            "libggml-base.so, so load another release in a child process"
+        )
+    api = release_api(dl, result)
+    _LOADED[key] = loaded = load(libdir, api, log)
+    return loaded

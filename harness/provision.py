@@ -33,6 +33,12 @@ class CellResult:
     source: str | None = None
     error: HarnessError | None = None
     rel: Release | None = None  # what the serving source said about the release
+    unavailable: dict[str, str] = field(default_factory=dict)  # source → why it has no package
+
+    @property
+    def not_available(self) -> bool:
+        """No source has this platform's package: not checked, never a failed platform."""
+        return isinstance(self.error, AssetNotFound) and bool(self.unavailable)
 
     def to_json(self) -> dict[str, Any]:
         s = self.stored
@@ -159,6 +165,8 @@ class Provisioner:
                 asset, companions = pick(rel, res.cell)
             except HarnessError as err:
                 res.error = err
+                if isinstance(err, AssetNotFound):
+                    res.unavailable[source.name] = str(err)
                 continue
             res.build, res.source, res.asset, res.error = rel.build, rel.source, asset.name, None
             res.rel = rel
@@ -206,6 +214,8 @@ class Provisioner:
                 res.asset = stored[0].asset  # a source may serve a stand-in (npm rebuilds)
                 continue
             res.error = next(g for g in got if isinstance(g, HarnessError))
+            if isinstance(res.error, AssetNotFound):
+                res.unavailable[source.name] = str(res.error)
             if isinstance(res.error, SourceError) and i + 1 < len(self.sources):
                 log.warning(
                     "%s from %s failed (%s); trying %s",

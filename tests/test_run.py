@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness.load.child import run_cell
 from harness.load.loader import find_libdir
+from harness.suites.child import run_cell
 from harness.suites.conformance import NAMES
 from tests.conftest import ROOT
 from tests.fakegithub import FakeGitHub
@@ -365,11 +365,11 @@ def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> No
     """Mesa's lavapipe (installed by .ci/run): ggml accepts it with GGML_VK_VISIBLE_DEVICES."""
     from harness.abi.release import release_api
     from harness.config.matrix import Cell
-    from harness.pipeline import plan
+    from harness.host.choose import plan
     from harness.suites.fixtures import model, reference
     from tests.realbuilds import downloader
 
-    why, extra = plan(Cell("b10361", "linux", "x64", "vulkan"), ("linux", "x64"))
+    why, extra = plan(Cell("b10361", "linux", "x64", "vulkan"))
     if why:
         pytest.skip(why)
     provision(["b10361"])
@@ -392,7 +392,7 @@ def test_the_vulkan_build_runs_on_a_software_vulkan_device(tmp_path: Path) -> No
     }
     outcome = run_cell(spec, tmp_path / "cell", timeout=300, env=extra.get("env"))
     assert outcome.status == "pass", (outcome.reason, outcome.log_tail[-5:])
-    assert any(d.startswith("Vulkan") for d in outcome.extra["devices"]), outcome.extra
+    assert any(d.startswith("Vulkan") for d in outcome.devices), outcome
     assert outcome.checks["greedy"]["status"] == "pass"
 
 

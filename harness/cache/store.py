@@ -31,14 +31,14 @@ import platformdirs
 
 from harness.cache import atomic, hashes
 from harness.cache.extract import archive_type, safe_extract
+from harness.cache.want import Fetcher, Want
+from harness.config.matrix import VERIFY_POLICIES as POLICIES
 from harness.errors import ConfigError, DigestMismatch, DigestMissing, IntegrityError
-from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)
 
 ENV_CACHE = "LLAMA_HARNESS_CACHE"
 LOCK_WAIT_S = 3600.0
-POLICIES = ("required", "if-available", "off")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@=-]{0,200}")
 
 

@@ -19,7 +19,7 @@ Forcing a variant (checked on b4435, b6673, b10361): `GGML_BACKEND_PATH` does NO
 as a second CPU backend (b6673 and b10361 register two "CPU" backends, and llama.cpp uses the
 first); b4435 ignores the variable. What works: skip `load_all_from_path` and call
 `ggml_backend_load(<path of that libggml-cpu-*.so>)` (exported by libggml since b4435), plus
-`ggml_backend_load` for each non-CPU backend module you still want: `force_cpu_variant()`.
+`ggml_backend_load` for each non-CPU backend module you still want: `loader.force_cpu_variant()`.
 ggml refuses (returns NULL) a variant whose score is 0 on this CPU.
 """
 
@@ -36,71 +36,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.load.loader import LoadFailed, library_paths
+from harness.abi import Api
+from harness.host.probe import cpu_features
+from harness.load.loader import c_function as _fn
+from harness.load.loader import cpu_libraries, force_cpu_variant, library_paths, load
+from harness.static.names import (
+    GENERIC,
+    X86_VARIANT_NEEDS,
+    cpu_variant_of,
+    is_core_ggml,
+)
 
-_CPU_LIB = re.compile(r"(?:lib)?ggml-cpu(?:-(?P<variant>.+?))?\.(?:so|dylib|dll)", re.IGNORECASE)
-_BACKEND_LIB = re.compile(r"(?:lib)?ggml-(?P<name>[a-z0-9_]+)\.(?:so|dylib|dll)", re.IGNORECASE)
-_CORE_LIB = re.compile(r"(?:lib)?ggml(?:\.[^-].*)?\.(?:so|dylib|dll)", re.IGNORECASE)
 _MARK = "@@cpuvariant "
 BUILT_IN = "built in"
-DEFAULT = "default"  # a plain libggml-cpu.so: one CPU library, no variants
-
-_SSE42 = ("sse4_2",)
-_AVX = (*_SSE42, "avx")
-_HASWELL = (*_AVX, "f16c", "fma", "avx2", "bmi2")
-_SKYLAKEX = (*_HASWELL, "avx512f")
-_ICELAKE = (*_SKYLAKEX, "avx512vbmi", "avx512_vnni")
-# What each x86 variant is built with (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS), in
-# /proc/cpuinfo spelling: the fallback when a variant library exports no ggml_backend_score.
-X86_VARIANT_NEEDS: dict[str, tuple[str, ...]] = {
-    "x64": (),
-    "sse42": _SSE42,
-    "sandybridge": _AVX,
-    "ivybridge": (*_AVX, "f16c"),
-    "piledriver": (*_AVX, "f16c", "fma"),
-    "haswell": _HASWELL,
-    "alderlake": (*_HASWELL, "avx_vnni"),
-    "skylakex": _SKYLAKEX,
-    "cannonlake": (*_SKYLAKEX, "avx512vbmi"),
-    "cascadelake": (*_SKYLAKEX, "avx512_vnni"),
-    "cooperlake": (*_SKYLAKEX, "avx512_vnni", "avx512_bf16"),
-    "icelake": _ICELAKE,
-    "zen4": (*_ICELAKE, "avx512_bf16"),
-    "sapphirerapids": (*_ICELAKE, "avx512_bf16", "amx_tile", "amx_int8"),
-}
 
 
 # ---------------------------------------------------------------- files
 
 
-def _variant_of(name: str) -> str | None:
-    m = _CPU_LIB.fullmatch(name)
-    return (m["variant"] or DEFAULT) if m else None
-
-
-def cpu_libraries(libdir: Path) -> dict[str, Path]:
-    """{variant: path} of the CPU backend libraries shipped in libdir."""
-    out = {}
-    for p in sorted(Path(libdir).iterdir()):
-        v = _variant_of(p.name)
-        if v and p.is_file():
-            out[v] = p
-    return out
-
-
 def cpu_variants_in(libdir: Path) -> list[str]:
-    """The variants shipped (`libggml-cpu-<name>`); `default` for a plain libggml-cpu; [] when
+    """The variants shipped (`libggml-cpu-<name>`); `generic` for a plain libggml-cpu; [] when
     the CPU code is built into libggml."""
     return sorted(cpu_libraries(libdir))
-
-
-def backend_modules(libdir: Path) -> list[Path]:
-    """The non-CPU backend modules (libggml-cuda.so, ggml-vulkan.dll, ...) in libdir."""
-    return [
-        p
-        for p in sorted(Path(libdir).iterdir())
-        if (m := _BACKEND_LIB.fullmatch(p.name)) and m["name"].lower() not in ("base", "cpu")
-    ]
 
 
 def supported_by_flags(features: list[str], variants: list[str]) -> dict[str, bool | None]:
@@ -112,17 +69,6 @@ def supported_by_flags(features: list[str], variants: list[str]) -> dict[str, bo
 
 
 # ---------------------------------------------------------------- ctypes, in the child
-
-Fn = Any  # a ctypes function pointer
-
-
-def _fn(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Fn | None:
-    """A fresh prototype bound to `name` in lib (None when not exported): it never changes the
-    restype/argtypes others set on lib's own attribute of that name."""
-    try:
-        return ctypes.CFUNCTYPE(restype, *argtypes)((name, lib))
-    except AttributeError:
-        return None
 
 
 def _module_of(address: int) -> str | None:
@@ -163,35 +109,7 @@ def _mapped_cpu_libs() -> list[str]:
     except OSError:
         return []
     names = {Path(p).name for p in re.findall(r"(/\S+)$", maps, re.M)}
-    return sorted(n for n in names if _variant_of(n))
-
-
-def force_cpu_variant(
-    ggml: ctypes.CDLL, libdir: Path, variant: str, *, other_backends: bool = True
-) -> list[str]:
-    """Load one CPU variant (and, by default, every non-CPU backend module) into this process
-    instead of `ggml_backend_load_all_from_path`; returns the file names registered.
-
-    `ggml` is the release's libggml, already loaded (after libggml-base). Raises LoadFailed when
-    the release has no such variant, or ggml refuses it (score 0 on this CPU).
-    """
-    libs = cpu_libraries(libdir)
-    if variant not in libs:
-        raise LoadFailed(f"no libggml-cpu-{variant} in {libdir}; it ships {sorted(libs)}")
-    # ggml_backend_reg_t ggml_backend_load(const char * path);
-    load = _fn(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
-    if load is None:
-        raise LoadFailed(f"{libdir}: libggml has no ggml_backend_load (before b4435)")
-    done = []
-    for mod in backend_modules(libdir) if other_backends else []:
-        if load(os.fsencode(mod)):
-            done.append(mod.name)
-    if not load(os.fsencode(libs[variant])):
-        raise LoadFailed(
-            f"ggml refused {libs[variant].name}: this CPU cannot run it (score 0) or it failed "
-            "to load"
-        )
-    return [*done, libs[variant].name]
+    return sorted(n for n in names if cpu_variant_of(n))
 
 
 def _registry(ggml: ctypes.CDLL) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -242,9 +160,6 @@ def _child_choice(libdir: Path, api_json: Path | None, force: str | None) -> Non
     keep: list[Any] = []
     paths = library_paths(libdir)
     if api_json is not None:
-        from harness.abi import Api
-        from harness.load.loader import load
-
         api = Api.from_json(api_json.read_text(encoding="utf-8"))
         loaded = load(libdir, api, lambda _level, text: log.append(text))
         mode = loaded.backends
@@ -404,14 +319,14 @@ def cpu_backend_choice(
     result["error"] = error
     cpu_files = [Path(r["library"] or "").name for r in data["regs"] if r["name"] == "CPU"]
     result["loaded"] = [
-        _variant_of(f) or (BUILT_IN if _CORE_LIB.fullmatch(f) else f) for f in cpu_files
+        cpu_variant_of(f) or (BUILT_IN if is_core_ggml(f) else f) for f in cpu_files
     ]
     if cpu_files:
         result["library"] = cpu_files[0] or None
         result["variant"] = result["loaded"][0]
     elif data["mapped"]:  # no registry to ask
         result["library"] = data["mapped"][0]
-        result["variant"] = _variant_of(data["mapped"][0])
+        result["variant"] = cpu_variant_of(data["mapped"][0])
     elif not result["available"]:
         result["variant"] = BUILT_IN
     return result
@@ -428,7 +343,6 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
     Returns {"method": "ggml_backend_score" | "cpu flags" | "mixed" | "none", "variants":
     {variant: {"score": int | None, "supported": bool | None, "method": ...}}, "error": ...}.
     """
-    from harness.host.probe import cpu_features
 
     variants = cpu_variants_in(libdir)
     out: dict[str, dict[str, Any]] = {}
@@ -455,7 +369,7 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
         for v in rest:
             known = by_flags[v]
             method = "cpu flags" if known is not None else "unknown"
-            if v == DEFAULT and known is None:
+            if v == GENERIC and known is None:
                 known, method = True, "no variants"
             out[v] = {"score": None, "supported": known, "method": method}
     methods = {d["method"] for d in out.values()}

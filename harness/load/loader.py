@@ -2,8 +2,8 @@
 
 Every release has the SONAME `libggml-base.so`: a second release in the same process binds to the
 first one's ggml or fails. So: one release per process. The harness itself loads each release in a
-child process (`harness.suites.child`); `load_library()` is for a user who wants one release in
-their own process.
+child process (`harness.suites.child`); `harness.load_library()` (in `library`) is for a user
+who wants one release in their own process.
 
 Order matters: ggml-base, ggml, llama are preloaded by absolute path with RTLD_GLOBAL (b3889's
 RUNPATH points at its build machine; npm builds rename the libraries `libllama.<tag>.so`), the log
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,28 +23,11 @@ from typing import Any
 
 from harness.abi import Api, Bindings, Functions
 from harness.errors import HarnessError
-
-# The three libraries by role, per OS. Names vary by era and packager: libllama.so (GitHub),
-# libllama.b10361.so / libllama.vulkan.b10361.so (npm), libllama.metal.b10361.dylib,
-# llama.dll / llama.b10361.dll; never libllama-common.* or the ggml-<backend> plugins.
-_EXT = {"linux": r"\.so", "android": r"\.so", "macos": r"(\.[0-9]+)*\.dylib", "windows": r"\.dll"}
-_PREFIX = {"windows": "(lib)?"}
-
-
-def _names(os_: str) -> dict[str, str]:
-    ext, pre = _EXT.get(os_, r"\.so"), _PREFIX.get(os_, "lib")
-    return {
-        "ggml-base": rf"{pre}ggml-base{ext}",
-        "ggml": rf"{pre}ggml(\.[A-Za-z0-9_.]+)?{ext}",
-        "llama": rf"{pre}llama(\.[A-Za-z0-9_.]+)?{ext}",
-    }
+from harness.static import names
 
 
 def _host_os() -> str:
     return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "linux")
-
-
-_LLAMA_ANYWHERE = re.compile(r"^(lib)?llama(\.[^-].*)?\.(so|dylib|dll)$")
 
 
 class LoadFailed(HarnessError):
@@ -54,22 +36,18 @@ class LoadFailed(HarnessError):
 
 def find_libdir(tree: Path) -> Path:
     """The folder that holds libllama, wherever an era's archive put it (build/bin/, llama-<tag>/,
-    bins/<platform>/, or flat)."""
-    hits = sorted(p.parent for p in tree.rglob("*") if _LLAMA_ANYWHERE.match(p.name))
-    if not hits:
+    bins/<platform>/, or flat), in any OS's naming."""
+    libdir = names.find_libdir(tree)
+    if libdir is None:
         raise LoadFailed(f"no libllama in {tree}")
-    return min(hits, key=lambda p: len(p.parts))
+    return libdir
 
 
 def library_paths(libdir: Path, os_: str | None = None) -> dict[str, Path]:
     """ggml-base (absent before b4435), ggml, llama, in load order, by their plain names.
     `os_` (linux, macos, windows) reads another platform's naming; default: this host's."""
-    names = {p.name: p for p in libdir.iterdir()}
-    out: dict[str, Path] = {}
-    for role, pattern in _names(os_ or _host_os()).items():
-        found = sorted(n for n in names if re.fullmatch(pattern, n))
-        if found:
-            out[role] = names[found[0]]
+    files = {p.name: p for p in libdir.iterdir()}
+    out = {role: files[n] for role, n in names.role_files(list(files), os_ or _host_os()).items()}
     if "llama" not in out:
         raise LoadFailed(f"no libllama in {libdir}")
     return out
@@ -120,8 +98,6 @@ def load(
         fns.llama_log_set(callback, None)
     backends = "linked"
     if cpu_variant:
-        from harness.load.backends import force_cpu_variant
-
         ggml = handles[-2] if len(handles) > 1 else handles[-1]
         force_cpu_variant(ggml, libdir, cpu_variant)
         backends = f"ggml_backend_load(cpu-{cpu_variant})"
@@ -137,38 +113,60 @@ def load(
     return Loaded(libdir, fns, bindings, handles, backends, keep)
 
 
-_LOADED: dict[str, Loaded] = {}
+# ---------------------------------------------------------------- forcing one CPU backend
+# (why: see harness.load.backends, which probes which one ggml picks)
 
 
-def load_library(
-    version: str = "latest",
-    *,
-    cache_dir: str | Path | None = None,
-    sources: tuple[str, ...] = ("github", "npm"),
-    log: LogSink | None = None,
-) -> Loaded:
-    """Provision this machine's build of `version` and load it into THIS process.
+def cpu_libraries(libdir: Path) -> dict[str, Path]:
+    """{variant: path} of the CPU backend libraries shipped in libdir."""
+    out = {}
+    for p in sorted(Path(libdir).iterdir()):
+        v = names.cpu_variant_of(p.name)
+        if v and p.is_file():
+            out[v] = p
+    return out
 
-    One release per process: every release shares the SONAME libggml-base.so, so a second,
-    different release raises LoadFailed (run it in a child process instead). Loading the same
-    release again returns the same object.
+
+def backend_modules(libdir: Path) -> list[Path]:
+    """The non-CPU backend modules (libggml-cuda.so, ggml-vulkan.dll, ...) in libdir."""
+    return [p for p in sorted(Path(libdir).iterdir()) if names.backend_module_of(p.name)]
+
+
+Fn = Any  # a ctypes function pointer
+
+
+def c_function(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Fn | None:
+    """A fresh prototype bound to `name` in lib (None when not exported): it never changes the
+    restype/argtypes others set on lib's own attribute of that name."""
+    try:
+        return ctypes.CFUNCTYPE(restype, *argtypes)((name, lib))
+    except AttributeError:
+        return None
+
+
+def force_cpu_variant(
+    ggml: ctypes.CDLL, libdir: Path, variant: str, *, other_backends: bool = True
+) -> list[str]:
+    """Load one CPU variant (and, by default, every non-CPU backend module) into this process
+    instead of `ggml_backend_load_all_from_path`; returns the file names registered.
+
+    `ggml` is the release's libggml, already loaded (after libggml-base). Raises LoadFailed when
+    the release has no such variant, or ggml refuses it (score 0 on this CPU).
     """
-    from harness.abi.release import release_api
-    from harness.library import LibraryDownloader
-
-    dl = LibraryDownloader(cache_dir, sources=sources)
-    result = dl.download(version)
-    assert result.stored
-    libdir = find_libdir(Path(result.stored.path))
-    key = str(libdir)
-    if key in _LOADED:
-        return _LOADED[key]
-    if _LOADED:
-        other = next(iter(_LOADED))
+    libs = cpu_libraries(libdir)
+    if variant not in libs:
+        raise LoadFailed(f"no libggml-cpu-{variant} in {libdir}; it ships {sorted(libs)}")
+    # ggml_backend_reg_t ggml_backend_load(const char * path);
+    load = c_function(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
+    if load is None:
+        raise LoadFailed(f"{libdir}: libggml has no ggml_backend_load (before b4435)")
+    done = []
+    for mod in backend_modules(libdir) if other_backends else []:
+        if load(os.fsencode(mod)):
+            done.append(mod.name)
+    if not load(os.fsencode(libs[variant])):
         raise LoadFailed(
-            f"{other} is already loaded in this process; llama.cpp releases share the SONAME "
-            "libggml-base.so, so load another release in a child process"
+            f"ggml refused {libs[variant].name}: this CPU cannot run it (score 0) or it failed "
+            "to load"
         )
-    api = release_api(dl, result)
-    _LOADED[key] = loaded = load(libdir, api, log)
-    return loaded
+    return [*done, libs[variant].name]

@@ -289,6 +289,17 @@ class GitHubSource:
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         return fetch.http_fetcher(self._downloads, want, progress)
 
+    def source_archive(self, release: Release, target: Path) -> Path:
+        url = self._source_archive_url(release)
+        if not url:
+            tag = release.build or release.tag
+            raise SourceError(f"{self.name} has no source archive for {tag}")
+        self.download_to(url, target)
+        return target
+
+    def _source_archive_url(self, release: Release) -> str | None:
+        return release.tarball_url
+
     def _nightly_build(self, tag: str, assets: tuple[Asset, ...]) -> str | None:
         asset = next((a for a in assets if a.name == NIGHTLY_TAG_ASSET), None)
         if asset is None:

@@ -93,6 +93,9 @@ class MirrorSource(GitHubSource):
             return str(self.folder / tag / name)
         return f"{self.base}/{quote(tag)}/{quote(name)}"
 
+    def _source_archive_url(self, release: Release) -> str | None:
+        return self._asset_url(release.build or release.tag, {"name": "source.tar.gz"})
+
     def _read_small(self, url: str, what: str) -> str:
         if self.folder is None:
             return super()._read_small(url, what)

@@ -597,9 +597,12 @@ def _publish(
         print(f"report: {out / 'report.md'} (also report.json, report.html, report.xml)")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):
-            print(
+            line = (
                 f"llama-harness: {c['status']}: {c['release']} {c['os']}/{c['arch']}/"
-                f"{c['variant']}: {c['reason']}",
+                f"{c['variant']}: {c['reason']}"
+            )  # one line, and no terminal escapes from a report someone else wrote
+            print(
+                " ".join("".join(ch if ch.isprintable() else " " for ch in line).split()),
                 file=sys.stderr,
             )
     slower = _regressions(rep, threshold)

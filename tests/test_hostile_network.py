@@ -18,7 +18,7 @@ import pytest
 
 from harness import cli
 from harness.sources import http
-from tests.conftest import NEW, ROOT, Ran, one_error_line
+from tests.conftest import NEW, ROOT, Ran, grow, one_error_line
 from tests.fakegithub import FakeGitHub
 
 ASSET = f"llama-{NEW}-bin-ubuntu-x64.tar.gz"
@@ -222,3 +222,14 @@ def test_a_few_releases_are_still_asked_for_directly(harness: Any, gh: FakeGitHu
     r = harness("download", NEW, "--os", "linux", "--arch", "x64", "--variant", "cpu")
     assert r.code == 0, r.err
     assert gh.api_hits[f"/repos/{gh.repo}/releases"] == 0
+
+
+def test_a_download_that_trickles_is_cut_as_stalled(
+    harness: Any, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "LIMITS", http.Limits(min_rate_bps=1 << 20, min_rate_after_s=0.5))
+    grow(gh, ASSET, 200_000)
+    gh.faults.throttle_bps = 20_000  # every read arrives well inside the read timeout
+    r = harness("download", NEW, "--os", "linux", "--arch", "x64", "--variant", "cpu")
+    assert r.code == 3, r.err
+    assert "stalled" in one_error_line(r.err)

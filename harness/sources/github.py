@@ -7,7 +7,6 @@ used (with a warning) so a warm cache keeps working offline.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -22,14 +21,13 @@ from requests.utils import parse_header_links
 
 from harness.cache import atomic
 from harness.errors import HarnessError, RateLimited, ReleaseNotFound, SourceError
-from harness.sources import http
+from harness.sources import answers, http
 from harness.sources import stream as fetch
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 
 log = logging.getLogger(__name__)
 
 BUILD_TAG = re.compile(r"^b[0-9]+$")
-_DIGEST = re.compile(r"[a-z0-9]{2,16}:[0-9a-fA-F]{32,128}")
 _BUILD_IN_TEXT = re.compile(r"\bb[0-9]+\b")
 NIGHTLY_TAG_ASSET = "nightly-tag.txt"
 BULK_RELEASES = 20  # more distinct releases than this: prefetch() lists them
@@ -92,8 +90,8 @@ class GitHubSource:
                 f"{self.label} answered HTTP {resp.status_code} for {_path(url)}: "
                 f"{_message(resp, raw)}"
             )
-        body = _json(raw)
-        if body is _INVALID:
+        body = answers.json_or_invalid(raw)
+        if body is answers.INVALID:
             raise SourceError(f"{self.label} sent invalid JSON for {_path(url)}")
         link = resp.headers.get("Link")
         if etag := resp.headers.get("ETag"):
@@ -105,15 +103,16 @@ class GitHubSource:
             return
         h = resp.headers
         if h.get("x-ratelimit-remaining") == "0":
-            limit = _header(h.get("x-ratelimit-limit", "?"))
+            limit = answers.header(h.get("x-ratelimit-limit", "?"))
             raise RateLimited(
                 f"GitHub API rate limit exhausted ({limit} requests/hour); it resets "
-                f"{_reset_time(h.get('x-ratelimit-reset', ''))}; "
+                f"{answers.reset_time(h.get('x-ratelimit-reset', ''))}; "
                 "set GITHUB_TOKEN (or GH_TOKEN) to raise the limit"
             )
         if "retry-after" in h:
             raise RateLimited(
-                f"GitHub API secondary rate limit hit; retry after {_header(h['retry-after'])} s; "
+                "GitHub API secondary rate limit hit; retry after "
+                f"{answers.header(h['retry-after'])} s; "
                 "set GITHUB_TOKEN (or GH_TOKEN) to raise the limit"
             )
 
@@ -136,7 +135,7 @@ class GitHubSource:
         seen: set[str] = set()
         while url:
             if url in seen:
-                raise SourceError(f"{self.label} pagination loops back to {_path(url)}")
+                raise SourceError(f"{self.label} pagination loops back to {_path(url)[:80]}")
             if len(seen) >= http.LIMITS.max_pages:
                 raise SourceError(
                     f"{self.label} lists more than {http.LIMITS.max_pages} pages of releases"
@@ -228,32 +227,32 @@ class GitHubSource:
             ) from err
 
     def _parse_release(self, item: dict[str, Any]) -> Release:
-        tag = _text(item, "tag_name")
+        tag = answers.text(item, "tag_name")
         assets = tuple(
             Asset(
-                name=_text(a, "name"),
-                size=_size(a.get("size")),
-                digest=_digest(a.get("digest")),
+                name=answers.text(a, "name"),
+                size=answers.size(a.get("size")),
+                digest=answers.digest(a.get("digest")),
                 url=self._asset_url(tag, a),
             )
-            for a in _list_of_dicts(item.get("assets"), "assets")
+            for a in answers.list_of_dicts(item.get("assets"), "assets")
         )
         build = tag if BUILD_TAG.match(tag) else self._nightly_build(tag, assets)
         return Release(
             tag=tag,
             build=build,
-            name=_text(item, "name", optional=True) or tag,
-            published_at=_text(item, "published_at", optional=True),
+            name=answers.text(item, "name", optional=True) or tag,
+            published_at=answers.text(item, "published_at", optional=True),
             prerelease=item.get("prerelease") is True,
             assets=assets,
-            tarball_url=_text(item, "tarball_url", optional=True),
+            tarball_url=answers.text(item, "tarball_url", optional=True),
             source=self.name,
         )
 
     # -- hooks a GitHub-shaped mirror overrides ---------------------------------------------
 
     def _asset_url(self, tag: str, asset: dict[str, Any]) -> str:
-        url = _text(asset, "browser_download_url")
+        url = answers.text(asset, "browser_download_url")
         if http.origin(url)[0] not in ("http", "https"):
             raise ValueError(f"browser_download_url {url[:80]!r} is not http(s)")
         return url
@@ -327,79 +326,14 @@ def _next_link(link: str | None, api_url: str) -> str | None:
     return None
 
 
-_INVALID = object()
-
-
-def _json(raw: bytes) -> Any:
-    """Parsed JSON, or _INVALID (malformed, not UTF-8, or nested too deep for Python)."""
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return _INVALID
-
-
-def _text(item: dict[str, Any], key: str, optional: bool = False) -> Any:
-    value = item.get(key)
-    if isinstance(value, str) and value:
-        return value
-    if optional and value is None:
-        return None
-    raise ValueError(f"{key} is {type(value).__name__} {_clip(repr(value))}, not text")
-
-
-def _size(value: Any) -> int:
-    if value is None:
-        return 0
-    if type(value) is not int or value < 0:
-        raise ValueError(f"size is {type(value).__name__} {_clip(repr(value))}")
-    return value
-
-
-def _digest(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
-        raise ValueError(f"digest is {type(value).__name__} {_clip(repr(value))}")
-    return value
-
-
-def _list_of_dicts(value: Any, key: str) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ValueError(f"{key} is not a list of objects")
-    return value
-
-
-def _clip(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _header(value: str) -> str:
-    """A header value as we quote it: short and printable (it comes from the server)."""
-    return _clip("".join(c if c.isprintable() else "?" for c in value[:200]), 40)
-
-
-def _reset_time(reset: str) -> str:
-    if not (reset.isascii() and reset.isdigit() and len(reset) <= 12):
-        return "at an unknown time"
-    try:
-        at = dt.datetime.fromtimestamp(int(reset), dt.timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return "at an unknown time"
-    minutes = max(0, int((at - dt.datetime.now(dt.timezone.utc)).total_seconds() // 60))
-    return f"at {at:%Y-%m-%d %H:%M:%S} UTC (in {minutes} min)"
-
-
 def _path(url: str) -> str:
     return "/" + url.split("://", 1)[-1].partition("/")[2]
 
 
 def _message(resp: requests.Response, raw: bytes) -> str:
-    body = _json(raw)
+    body = answers.json_or_invalid(raw)
     message = body.get("message") if isinstance(body, dict) else None
-    return _header(message) if isinstance(message, str) and message else (resp.reason or "")
+    return answers.header(message) if isinstance(message, str) and message else (resp.reason or "")
 
 
 def _why(err: Exception) -> str:

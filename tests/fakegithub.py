@@ -53,6 +53,7 @@ class Faults:
     api_raw: bytes | None = None  # every API JSON answer is these bytes, as they are
     api_endless: bool = False  # API answers are `[` and then whitespace without end
     api_trickle: bool = False  # API answers send one byte every 50 ms, without end
+    api_slow_headers: bool = False  # API answers trickle one header line, a byte every 50 ms
     self_link: bool = False  # the release list's `Link: next` points at the same page
     api_headers: dict[str, str] = field(default_factory=dict)  # override on every API answer
     endless_assets: set[str] = field(default_factory=set)  # asset bytes without end
@@ -260,6 +261,14 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
         # -- the API host -------------------------------------------------------------------------
 
         def _api(self) -> None:
+            if gh.faults.api_slow_headers:
+                self.close_connection = True
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not gh.stopping.is_set():
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
             url = urlsplit(self.path)
             path = unquote(url.path)
             with gh.lock:

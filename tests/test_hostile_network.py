@@ -65,6 +65,16 @@ def test_an_answer_that_trickles_forever_meets_a_total_deadline(
     assert time.monotonic() - started < 30  # a bound for the test, not a benchmark
 
 
+def test_headers_that_trickle_forever_meet_the_same_deadline(
+    harness: Any, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "LIMITS", http.Limits(api_deadline_s=1.0))
+    gh.faults.api_slow_headers = True  # one header line that never ends
+    r: Ran = harness("releases")
+    assert r.code == 3, r.err
+    assert "no complete answer within 1 s" in one_error_line(r.err)
+
+
 def test_a_next_link_to_the_same_page_stops(harness: Any, gh: FakeGitHub) -> None:
     gh.faults.self_link = True
     r = harness("releases", "--limit", "0")

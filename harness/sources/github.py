@@ -64,22 +64,23 @@ class GitHubSource:
         cache = self._cache_file(url)
         cached = _read_json(cache)
         headers = {"If-None-Match": cached["etag"]} if cached and cached.get("etag") else {}
-        try:
-            resp = self._api.get(url, headers=headers, stream=True)
-        except requests.RequestException as err:
-            if cached:
-                log.warning(
-                    "GitHub API unreachable (%s); using the cached answer for %s",
-                    type(err).__name__,
-                    url,
-                )
-                return cached["body"], cached.get("link")
-            raise SourceError(
-                f"cannot reach the {self.label} at {self.api_url}: {_why(err)}"
-            ) from err
         limits = http.LIMITS
         what = f"{self.label} {_path(url)}"
-        raw = http.read_capped(resp, what, limits.api_bytes, limits.api_deadline_s)
+        with http.deadline(limits.api_deadline_s, what):
+            try:
+                resp = self._api.get(url, headers=headers, stream=True)
+            except requests.RequestException as err:
+                if cached:
+                    log.warning(
+                        "GitHub API unreachable (%s); using the cached answer for %s",
+                        type(err).__name__,
+                        url,
+                    )
+                    return cached["body"], cached.get("link")
+                raise SourceError(
+                    f"cannot reach the {self.label} at {self.api_url}: {_why(err)}"
+                ) from err
+            raw = http.read_capped(resp, what, limits.api_bytes)
         if resp.status_code == 304 and cached:
             return cached["body"], cached.get("link")
         if resp.status_code == 404:
@@ -259,14 +260,15 @@ class GitHubSource:
 
     def _read_small(self, url: str, what: str) -> str:
         limits = http.LIMITS
-        try:
-            resp = self._downloads.get(url, stream=True)
-            if resp.status_code >= 400:
-                resp.close()
-                raise SourceError(f"cannot read {what}: HTTP {resp.status_code}")
-        except requests.RequestException as err:
-            raise SourceError(f"cannot read {what}: {_why(err)}") from err
-        raw = http.read_capped(resp, what, limits.small_bytes, limits.api_deadline_s)
+        with http.deadline(limits.api_deadline_s, what):
+            try:
+                resp = self._downloads.get(url, stream=True)
+                if resp.status_code >= 400:
+                    resp.close()
+                    raise SourceError(f"cannot read {what}: HTTP {resp.status_code}")
+            except requests.RequestException as err:
+                raise SourceError(f"cannot read {what}: {_why(err)}") from err
+            raw = http.read_capped(resp, what, limits.small_bytes)
         return raw[:4096].decode("utf-8", errors="replace")
 
     # -- downloads -------------------------------------------------------------------------

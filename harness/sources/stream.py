@@ -150,7 +150,9 @@ def _download(
     for attempt in range(RESUMES + 1):
         headers = {"Range": f"bytes={written}-"} if written else {}
         try:
-            with session.get(url, headers=headers, stream=True) as resp:
+            with http.deadline(http.LIMITS.api_deadline_s, f"{name}: the server's answer"):
+                resp = session.get(url, headers=headers, stream=True)  # headers, not the body
+            with resp:
                 if resp.status_code == 404:
                     raise AssetNotFound(f"{name}: not found at the source (HTTP 404)")
                 if resp.status_code == 416 and written and written == expected_size:

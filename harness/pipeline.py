@@ -235,8 +235,9 @@ def plan_runs(run: Run) -> None:
 
 
 def cpu_variants(run: Run) -> None:
-    """One more run per ggml CPU backend variant this CPU supports, each forced in its child."""
-    if not run.opts.cpu_variants:
+    """One more run per ggml CPU backend variant this CPU supports, each forced in its child
+    (a conformance run: nothing to do without that suite)."""
+    if not run.opts.cpu_variants or "conformance" not in run.opts.suites:
         return
     for cid, spec in run.specs.items():
         if spec.get("gpu"):
@@ -283,13 +284,11 @@ def judge_cells(run: Run) -> None:
     one build, API changes, the consumer manifest; then the static checks of cells that ran."""
     ran = [run.cells[cid] for cid in run.specs]
     judge.across_releases(ran)
-    by_cell: dict[str, dict[str, Outcome | None]] = {}
+    by_cell: dict[str, dict[str, CellResult | None]] = {}
     for vid, spec in run.variant_runs.items():
-        v = run.judged.get(vid)
-        seen = Outcome(v.status, v.reason, facts=v.facts or {}) if v else None
-        by_cell.setdefault(spec["of"], {})[spec["cpu_variant"]] = seen
-    for cid, outcomes in by_cell.items():
-        judge.cpu_variants(run.cells[cid], outcomes)
+        by_cell.setdefault(spec["of"], {})[spec["cpu_variant"]] = run.judged.get(vid)
+    for cid, variants in by_cell.items():
+        judge.cpu_variants(run.cells[cid], variants)
     run.api_diffs = api_diffs(list(run.cells.values()), run.apis)
     if run.manifest is not None:
         name = str(run.opts.manifest)

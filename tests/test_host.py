@@ -303,7 +303,7 @@ def test_forcing_a_variant_loads_that_library_only(libdirs: dict[str, Path], tag
     assert forced["error"] is None
     assert (forced["variant"], forced["loaded"], forced["library"]) == (other, [other], lib.name)
     assert forced["mapped"] == [lib.name]
-    assert forced["backends"] == f"ggml_backend_load({other})"
+    assert forced["backends"] == f"ggml_backend_load(cpu-{other})"
 
     # GGML_BACKEND_PATH does not force: it adds a second CPU backend after the best one
     env = cpu_backend_choice(libdir, env={"GGML_BACKEND_PATH": str(lib)})

@@ -28,6 +28,7 @@ def test_the_package_keeps_its_layers() -> None:
     assert got.returncode == 0, got.stdout[-3000:]
     assert "pipeline stages are layers" in got.stdout and "KEPT" in got.stdout
     assert "the loader stays light" in got.stdout
+    assert "the report renderings are independent" in got.stdout
     assert "0 broken" in got.stdout
 
 

@@ -17,6 +17,7 @@ from harness.report.cell import CellResult
 from harness.suites.child import Outcome
 
 NO_RESULT = "the cell produced no result"
+NO_RUN: tuple[str, str, dict[str, Any]] = ("error", "no result", {})
 
 
 def fail(cell: CellResult, reason: str, status: str = "fail") -> None:
@@ -107,18 +108,19 @@ def across_releases(cells: Sequence[CellResult]) -> None:
             fail(c, "greedy tokens differ from the other releases")
 
 
-def cpu_variants(cell: CellResult, outcomes: Mapping[str, Outcome | None]) -> None:
-    """The CPU backend variants of one build must all pass and agree on the greedy tokens."""
+def cpu_variants(cell: CellResult, runs: Mapping[str, CellResult | None]) -> None:
+    """The CPU backend variants of one build (each run judged like a cell) must all pass and
+    agree on the greedy tokens."""
     want = (cell.facts or {}).get("greedy")
     summary, bad = {}, []
-    for v, o in outcomes.items():
-        o = o or Outcome("error", "no result")
-        same = o.facts.get("greedy") == want
-        summary[v] = {"status": o.status, "reason": o.reason, "greedy_same": same}
-        if o.status != "pass" or not same:
-            bad.append(f"{v}: {o.status}{'' if same else ', other greedy tokens'}")
+    for v, run in runs.items():
+        status, reason, facts = (run.status, run.reason, run.facts or {}) if run else NO_RUN
+        same = facts.get("greedy") == want
+        summary[v] = {"status": status, "reason": reason, "greedy_same": same}
+        if status != "pass" or not same:
+            bad.append(f"{v}: {status}{'' if same else ', other greedy tokens'}")
     cell.cpu_variants = summary
-    good = f"{len(outcomes)} CPU backend variants pass with the same greedy tokens"
+    good = f"{len(runs)} CPU backend variants pass with the same greedy tokens"
     cell.set_check("cpu_variants", "fail" if bad else "pass", "; ".join(bad) or good)
     if bad:
         fail(cell, "CPU variants: " + "; ".join(bad))

@@ -28,7 +28,7 @@ from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
 from harness.library import BUILD, DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
-from harness.sources import assets
+from harness.sources import assets, http
 from harness.sources.npm import NpmSource
 
 log = logging.getLogger("harness")
@@ -36,6 +36,37 @@ log = logging.getLogger("harness")
 EPILOG = """exit codes: 0 all good; 1 some cell failed; 2 usage or configuration error;
 3 source error (unreachable, HTTP error, rate limited, asset missing);
 4 integrity error (digest mismatch, unsafe archive)"""
+
+
+def _count(minimum: int) -> Any:
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
+        return value
+
+    return parse
+
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds (nan, inf, -1 and 0 are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_TIMEOUT_S:  # also false for nan
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be more than 0 and at most {MAX_TIMEOUT_S:.0f} seconds"
+        )
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +104,7 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
         default=d,
         help=f"release repository (default: matrix.yaml's, else {DEFAULT_REPO})",
     )
-    p.add_argument("--jobs", metavar="N", type=int, default=d, help="parallel downloads (8)")
+    p.add_argument("--jobs", metavar="N", type=_count(1), default=d, help="parallel downloads (8)")
     p.add_argument(
         "--source",
         action="append",
@@ -138,14 +169,9 @@ def _load_gates(args: argparse.Namespace) -> tuple[dict[str, Any] | None, float 
     threshold = parse_threshold(args.fail_on_regression) if args.fail_on_regression else None
     baseline = None
     if args.baseline:
-        try:
-            baseline = json.loads(Path(args.baseline).read_text(encoding="utf-8"))
-            if not isinstance(baseline, dict) or "cells" not in baseline:
-                raise ValueError("no cells")
-        except (OSError, ValueError) as err:
-            raise ConfigError(
-                f"--baseline {args.baseline}: not a llama-harness report ({err})"
-            ) from err
+        from harness.report import inputs
+
+        baseline = inputs.load(Path(args.baseline), "report (--baseline)")
     return baseline, threshold
 
 
@@ -181,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = cmd("releases", "list releases (tag, date, prerelease, assets, the build a v* names)")
-    p.add_argument("--limit", type=int, default=30, help="how many (default 30; 0 = all)")
+    p.add_argument("--limit", type=_count(0), default=30, help="how many (default 30; 0 = all)")
     p = cmd("assets", "each asset of a release with size, digest and the cell it serves")
     p.add_argument("release")
     p = cmd(
@@ -240,12 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_count(1),
         default=os.cpu_count() or 1,
         help="cells run in parallel (pytest-xdist workers; default: CPU count)",
     )
-    p.add_argument("--threads", type=int, default=1, help="llama.cpp threads per cell (1)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (120)")
+    p.add_argument("--threads", type=_count(1), default=1, help="llama.cpp threads per cell (1)")
+    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds per cell (120)")
     p.add_argument(
         "--no-cpu-variants",
         action="store_true",
@@ -323,6 +349,7 @@ def _downloader(
 ) -> LibraryDownloader:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be at least 1")
+    http.asset_ceiling()  # a bad LLAMA_HARNESS_MAX_ASSET_BYTES is a usage error up front
     dl = LibraryDownloader(
         args.cache_dir,
         api_url=args.api_url,
@@ -581,7 +608,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = _download_cells(args, m, dl)
     if not cells:
         raise ConfigError("no cells to run (check the filters and excludes)")
-    out = Path(args.out).resolve()
+    out = _out_dir(args.out)
     opts = Options(
         out,
         workers=args.workers,
@@ -603,6 +630,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _publish(args, run(dl, cells, opts), out, threshold)
 
 
+def _out_dir(text: str) -> Path:
+    """`--out`, checked before any work: a folder, or a path where one can be made."""
+    out = Path(text).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {text}: exists and is not a folder")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ConfigError(f"--out {text}: a parent of it is not a folder")
+    return out
+
+
 def _publish(
     args: argparse.Namespace, rep: dict[str, Any], out: Path, threshold: float | None
 ) -> int:
@@ -611,7 +648,10 @@ def _publish(
     from harness.report import model as report
     from harness.report.publish import write
 
-    write(rep, out)  # the whole Markdown goes to report.md and to $GITHUB_STEP_SUMMARY
+    try:
+        write(rep, out)  # the whole Markdown goes to report.md and to $GITHUB_STEP_SUMMARY
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write the report: {err.strerror or err}") from err
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -621,9 +661,12 @@ def _publish(
         print(f"report: {out / 'report.md'} (also report.json, report.html, report.xml)")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):
-            print(
+            line = (
                 f"llama-harness: {c['status']}: {c['release']} {c['os']}/{c['arch']}/"
-                f"{c['variant']}: {c['reason']}",
+                f"{c['variant']}: {c['reason']}"
+            )  # one line, and no terminal escapes from a report someone else wrote
+            print(
+                " ".join("".join(ch if ch.isprintable() else " " for ch in line).split()),
                 file=sys.stderr,
             )
     aa = [e for e in rep.get("comparison") or [] if e.get("against") == "A/A"]
@@ -645,9 +688,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.compare import compare
 
     baseline, threshold = _load_gates(args)
+    out = _out_dir(args.out)
     rep = report.merge([Path(r) for r in args.results])
     rep["comparison"] = compare(rep, baseline)  # release-to-release spans the shards
-    return _publish(args, rep, Path(args.out), threshold)
+    return _publish(args, rep, out, threshold)
 
 
 def cmd_api_diff(args: argparse.Namespace) -> int:

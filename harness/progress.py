@@ -71,5 +71,20 @@ class Bars:
             progress.remove_task(task)
 
 
+    @contextmanager
+    def status(self, description: str) -> Iterator[Callable[[str], None]]:
+        """A line of text while something without a byte count runs (listing releases);
+        yields a function that rewrites it."""
+        progress = self._progress
+        if progress is None:
+            yield lambda text: None
+            return
+        task = progress.add_task(description, total=None)
+        try:
+            yield lambda text: progress.update(task, description=text)
+        finally:
+            progress.remove_task(task)
+
+
 def wanted(json_output: bool, quiet: bool = False) -> bool:
     return not json_output and not quiet and sys.stderr.isatty()

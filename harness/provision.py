@@ -138,7 +138,10 @@ class Provisioner:
             except HarnessError as err:
                 self._releases[key] = err
                 if _unreachable(err):
-                    log.warning("source %s: %s", source.name, err)
+                    # Each cell reports the error itself; say it here only when a fallback
+                    # source will answer instead (one line per failure, not two).
+                    last = source is self.sources[-1]
+                    (log.info if last else log.warning)("source %s: %s", source.name, err)
                     self._down[source.name] = err
         return self._releases[key]
 
@@ -174,6 +177,7 @@ class Provisioner:
         results = [CellResult(cell) for cell in cells]
         pending = [(r, 0) for r in results]
         with self.bars:
+            self._prefetch(cells)
             while pending:
                 plans = []
                 for res, start in pending:
@@ -182,6 +186,15 @@ class Provisioner:
                         plans.append((res, *plan))
                 pending = self._download(plans)
         return results
+
+    def _prefetch(self, cells: Sequence[Cell]) -> None:
+        """Many releases wanted: a source that can list them (100 a call) does, up front."""
+        tags = list(dict.fromkeys(c.release for c in cells))
+        for source in self.sources:
+            prefetch = getattr(source, "prefetch", None)
+            if prefetch is not None:
+                with self.bars.status(f"{source.name}: listing releases") as show:
+                    prefetch(tags, show)
 
     def _download(self, plans: list[Any]) -> list[tuple[CellResult, int]]:
         """Fetch every planned asset once; cells whose source failed go on to the next one."""

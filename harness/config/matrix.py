@@ -7,6 +7,7 @@ ours: jsonschema's messages name neither the file nor what *is* allowed.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,15 +152,14 @@ def _describe(err: jsonschema.ValidationError) -> str:
     v = err.validator
     if v == "additionalProperties":
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return f"unknown key {', '.join(map(repr, extra))} (allowed: {allowed})"
+        extra = sorted(map(str, set(err.instance) - set(err.schema.get("properties", {}))))
+        return f"unknown key {_clip(', '.join(map(repr, extra)), 80)} (allowed: {allowed})"
     if v == "enum":
-        return (
-            f"{err.instance!r} is not allowed (allowed: {', '.join(map(str, err.validator_value))})"
-        )
+        allowed = ", ".join(map(str, err.validator_value))
+        return f"{_short(err.instance)} is not allowed (allowed: {allowed})"
     if v == "pattern":
         allowed = _ALLOWED_BY_PATTERN.get(str(err.validator_value), str(err.validator_value))
-        return f"{err.instance!r} is not allowed (allowed: {allowed})"
+        return f"{_short(err.instance)} is not allowed (allowed: {allowed})"
     if v == "minItems":
         return "must not be empty"
     if v == "required":
@@ -170,7 +170,17 @@ def _describe(err: jsonschema.ValidationError) -> str:
         return "give either 'variant' or 'variants', not both"
     if v == "minProperties":
         return "an exclude rule needs at least one of release, os, arch, variant"
-    return err.message
+    return _clip(err.message, 200)
+
+
+def _short(value: Any) -> str:
+    """A value as it appears in an error line: never the whole of a huge instance."""
+    return _clip(reprlib.repr(value), 80)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def validate(data: Any, source: str) -> None:

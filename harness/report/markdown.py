@@ -44,27 +44,27 @@ def markdown(report: dict[str, Any], limit: int = MD_LIMIT) -> str:
     lines = [
         "# llama.cpp compatibility report",
         "",
-        f"llama-harness {report['harness']} · {report['created']} · host "
-        f"{report['host']['os']}/{report['host']['arch']} · "
+        f"llama-harness {md(report['harness'])} · {md(report['created'])} · host "
+        f"{md(report['host']['os'])}/{md(report['host']['arch'])} · "
         + " · ".join(f"{GLYPH[s]} {n} {s}" for s, n in counts.items() if n),
         "",
         "## Can I bump?",
         "",
-        *(f"- {v['glyph']} **{v['label']}**: {v['text']}" for v in verdicts(report)),
+        *(f"- {v['glyph']} **{md(v['label'])}**: {md(v['text'])}" for v in verdicts(report)),
         "",
-        "| release | " + " | ".join(platforms) + " |",
+        "| release | " + " | ".join(map(md, platforms)) + " |",
         "|---|" + "---|" * len(platforms),
     ]
     for rel in releases_of(report):
         row = [glyph(c) if (c := by.get((rel, plat))) else "" for plat in platforms]
-        lines.append(f"| {release_label(report, rel)} | " + " | ".join(row) + " |")
+        lines.append(f"| {md(release_label(report, rel))} | " + " | ".join(row) + " |")
     lines += ["", LEGEND, ""]
     lines += _release_lines(report)
     problems = [c for c in cells if c["status"] in FAILED]
     if problems:
         lines += ["## Problems", ""]
         lines += [
-            f"- **{c['release']} {platform_of(c)}** {c['status']}: "
+            f"- **{md(c['release'])} {md(platform_of(c))}** {c['status']}: "
             + clip(_one_line(c.get("reason") or ""), 300)
             for c in problems
         ]
@@ -94,12 +94,13 @@ def _release_lines(report: dict[str, Any]) -> list[str]:
     for v in verdicts(report):
         rel = v["release"]
         cells = [c for c in report["cells"] if c["release"] == rel]
-        out += [f"### {v['label']} {v['glyph']}", ""]
+        out += [f"### {md(v['label'])} {v['glyph']}", ""]
         build = next((c.get("build") for c in cells if c.get("build")), rel)
         if (d := diffs.get(build)) is not None:
-            out.append(f"- API vs {d['old']}: {d['summary']}")
+            out.append(f"- API vs {md(d['old'])}: {md(d['summary'])}")
         elif api := next((c["api"] for c in cells if (c.get("api") or {}).get("functions")), None):
-            out.append(f"- API: {api.get('header', 'llama.h')}, {api['functions']} functions")
+            header, functions = md(api.get("header", "llama.h")), md(api["functions"])
+            out.append(f"- API: {header}, {functions} functions")
         groups: dict[tuple[str, str], list[str]] = {}
         for c in cells:
             for name, chk in (c.get("checks") or {}).items():
@@ -107,7 +108,7 @@ def _release_lines(report: dict[str, Any]) -> list[str]:
                     msg = clip(_one_line(str(chk.get("message") or "")), 200)
                     groups.setdefault((name, msg), []).append(platform_of(c))
         for (name, msg), plats in groups.items():
-            out.append(f"- `{name}` fails on {_plats(plats, len(cells))}: {msg}")
+            out.append(f"- `{_code(name)}` fails on {_plats(plats, len(cells))}: {msg}")
         if not groups and not any(c["status"] in FAILED for c in cells):
             ran = sum(1 for c in cells if c["status"] == "pass" and c.get("scope") != "static")
             out.append(f"- no check fails ({ran} of {plural(len(cells), 'platform')} ran here)")
@@ -115,7 +116,7 @@ def _release_lines(report: dict[str, Any]) -> list[str]:
             if c["status"] in ("crash", "error"):
                 tail = [ln for ln in c.get("log_tail") or [] if ln.strip()]
                 out.append(
-                    f"- {GLYPH[c['status']]} {platform_of(c)} {c['status']}: "
+                    f"- {GLYPH[c['status']]} {md(platform_of(c))} {c['status']}: "
                     + clip(_one_line(c.get("reason") or ""), 200)
                     + (f" (last log line: `{clip(_code(tail[-1]), 120)}`)" if tail else "")
                 )
@@ -132,7 +133,7 @@ def _bench_table(cells: list[dict[str, Any]], ch: dict[tuple[str, str, str], Any
     )
     out = [
         "| platform | "
-        + " | ".join(f"{k} t/s" for k in keys)
+        + " | ".join(f"{md(k)} t/s" for k in keys)
         + (" | beside ours |" if extras else " |"),
         "|---|" + "---|" * (len(keys) + extras),
     ]
@@ -164,7 +165,7 @@ def _bench_table(cells: list[dict[str, Any]], ch: dict[tuple[str, str, str], Any
                 if (n := bench_extra(c, kind, k)) is not None
             ]
             row.append(", ".join(notes))
-        out.append(f"| {platform_of(c)} | " + " | ".join(row) + " |")
+        out.append(f"| {md(platform_of(c))} | " + " | ".join(row) + " |")
     return [*out, ""]
 
 
@@ -188,10 +189,10 @@ def _comparison_lines(report: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|---|---|",
         ]
         out += [
-            f"| {e.get('release', '')} | {vs_text(e)} | {e.get('cell', '')} | "
-            f"{test_text(e)} | {percent(e.get('change'))} | "
+            f"| {md(e.get('release', ''))} | {md(vs_text(e))} | {md(e.get('cell', ''))} | "
+            f"{md(test_text(e))} | {percent(e.get('change'))} | "
             f"{percent(e.get('noise'), sign=False)} | "
-            f"{PERF_GLYPH.get(str(e.get('verdict')), '')} {verdict_text(e)} |"
+            f"{PERF_GLYPH.get(str(e.get('verdict')), '')} {md(verdict_text(e))} |"
             for e in real
         ]
         out.append("")
@@ -214,9 +215,9 @@ def _conformance_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
         greedy = (c.get("facts") or {}).get("greedy")
         wall = (c.get("seconds") or {}).get("wall")
         out.append(
-            f"| {c['release']} {platform_of(c)} | "
-            f"{ok}/{len(mine)} | {tokens(greedy or [])} | "
-            f"{wall if wall is not None else ''} |"
+            f"| {md(c['release'])} {md(platform_of(c))} | "
+            f"{ok}/{len(mine)} | {md(tokens(greedy or []))} | "
+            f"{md(wall) if wall is not None else ''} |"
         )
     return [*out, ""]
 
@@ -238,9 +239,9 @@ def _static_lines(cells: Sequence[dict[str, Any]]) -> list[str]:
         na = sum(1 for v in st.values() if v["status"] == "skip")
         facts = c.get("static") or {}
         out.append(
-            f"| {c['release']} {platform_of(c)} | "
-            f"{ok}/{len(st) - na}{' ❌ ' + ', '.join(bad) if bad else ''} | "
-            f"{facts.get('glibc_max') or ''} | {facts.get('macos_min') or ''} | "
+            f"| {md(c['release'])} {md(platform_of(c))} | "
+            f"{ok}/{len(st) - na}{' ❌ ' + md(', '.join(bad)) if bad else ''} | "
+            f"{md(facts.get('glibc_max') or '')} | {md(facts.get('macos_min') or '')} | "
             f"{len(facts.get('cpu_variants') or [])} |"
         )
     return [*out, ""]
@@ -252,17 +253,17 @@ def _api_lines(report: dict[str, Any]) -> list[str]:
         return []
     out = ["## API changes", ""]
     for d in diffs:
-        out.append(f"- **{d['old']} → {d['new']}**: {d['summary']}")
+        out.append(f"- **{md(d['old'])} → {md(d['new'])}**: {md(d['summary'])}")
         diff = d.get("diff") or {}
         changed = [f["name"] for f in diff.get("functions_changed", [])][:8]
         if changed:
             out.append(
-                f"  - functions changed: {', '.join(changed)}"
+                f"  - functions changed: {md(', '.join(map(str, changed)))}"
                 + (" …" if len(diff.get("functions_changed", [])) > 8 else "")
             )
         structs = [s["name"] for s in diff.get("structs_changed", [])]
         if structs:
-            out.append(f"  - structs changed: {', '.join(structs)}")
+            out.append(f"  - structs changed: {md(', '.join(map(str, structs)))}")
     return [*out, ""]
 
 
@@ -312,7 +313,7 @@ def _cap(lines: list[str], limit: int) -> str:
 def _plats(plats: list[str], total: int) -> str:
     if len(plats) == total and total > 1:
         return f"all {total} platforms"
-    shown = ", ".join(plats[:4]) + (f", … {len(plats) - 4} more" if len(plats) > 4 else "")
+    shown = ", ".join(map(md, plats[:4])) + (f", … {len(plats) - 4} more" if len(plats) > 4 else "")
     return shown
 
 
@@ -327,10 +328,19 @@ def tokens(ids: Sequence[Any], width: int = 60) -> str:
     return " ".join(shown)
 
 
+def md(value: Any) -> str:
+    """Any value from a report as inline Markdown that renders as exactly that text, in a line or
+    a table cell: no HTML (`<script>`, `<img onerror>`, a `<!--` that hides the rest of a step
+    summary), no links, images, emphasis, code or cell breaks. Every value goes through this:
+    report.json may come from another runner (`report` merges shards)."""
+    s = " ".join(_CONTROL.sub(" ", str(value)).split())
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _one_line(s: str) -> str:
     """Free text made safe for one Markdown line or table cell."""
-    s = " ".join(_CONTROL.sub(" ", s).split()).replace("|", "\\|")
-    return s.replace("<", "&lt;").replace(">", "&gt;")
+    return md(s)
 
 
 def _code(s: str) -> str:
@@ -339,3 +349,4 @@ def _code(s: str) -> str:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what Markdown would act on mid-line

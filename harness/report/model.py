@@ -7,7 +7,6 @@ writes the files. Nothing here formats for one output only.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -19,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from harness import __version__
-from harness.errors import ConfigError
+from harness.report import inputs
 from harness.report.text import as_number, clip, percent
 from harness.sources.assets import host_platform
 
@@ -67,8 +66,7 @@ def summary(report: dict[str, Any]) -> dict[str, int]:
 @cache
 def schema() -> dict[str, Any]:
     """The JSON schema of report.json (shipped as package data)."""
-    text = (Path(__file__).with_name("report.schema.json")).read_text(encoding="utf-8")
-    return dict(json.loads(text))
+    return inputs.schema()
 
 
 def validate(report: dict[str, Any]) -> None:
@@ -320,11 +318,8 @@ def merge(dirs: Sequence[Path]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     for d in dirs:
         path = d / "report.json" if d.is_dir() else d
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            shard_cells = data["cells"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"{path}: not a llama-harness report ({err})") from err
+        data = inputs.load(path)  # checked against the schema: exit 2 naming the file
+        shard_cells = data["cells"]
         hosts.append(data.get("host", {}))
         if b := data.get("binding"):  # every shard checks the same binding, on its releases
             known = {r["release"]: r for r in extra.get("binding", {}).get("releases", [])}

@@ -7,11 +7,11 @@ used (with a warning) so a warm cache keeps working offline.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,8 +20,8 @@ import requests
 from requests.utils import parse_header_links
 
 from harness.cache import atomic
-from harness.errors import RateLimited, ReleaseNotFound, SourceError
-from harness.sources import http
+from harness.errors import HarnessError, RateLimited, ReleaseNotFound, SourceError
+from harness.sources import answers, http
 from harness.sources import stream as fetch
 from harness.sources.base import Asset, Fetcher, Progress, Release, Want
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 BUILD_TAG = re.compile(r"^b[0-9]+$")
 _BUILD_IN_TEXT = re.compile(r"\bb[0-9]+\b")
 NIGHTLY_TAG_ASSET = "nightly-tag.txt"
+BULK_RELEASES = 20  # more distinct releases than this: prefetch() lists them
 DEFAULT_API = "https://api.github.com"
 
 
@@ -50,6 +51,8 @@ class GitHubSource:
         self._api = http.api_session(self.api_url, token)
         self._downloads = downloads or http.download_session()
         self._etags = cache_dir / "api"
+        self._listed: dict[str, dict[str, Any]] = {}  # tag → release item, from prefetch()
+        self._absent: set[str] = set()  # wanted by prefetch() and not in a complete listing
 
     # -- API plumbing -------------------------------------------------------------------------
 
@@ -61,19 +64,23 @@ class GitHubSource:
         cache = self._cache_file(url)
         cached = _read_json(cache)
         headers = {"If-None-Match": cached["etag"]} if cached and cached.get("etag") else {}
-        try:
-            resp = self._api.get(url, headers=headers)
-        except requests.RequestException as err:
-            if cached:
-                log.warning(
-                    "GitHub API unreachable (%s); using the cached answer for %s",
-                    type(err).__name__,
-                    url,
-                )
-                return cached["body"], cached.get("link")
-            raise SourceError(
-                f"cannot reach the {self.label} at {self.api_url}: {_why(err)}"
-            ) from err
+        limits = http.LIMITS
+        what = f"{self.label} {_path(url)}"
+        with http.deadline(limits.api_deadline_s, what):
+            try:
+                resp = self._api.get(url, headers=headers, stream=True)
+            except requests.RequestException as err:
+                if cached:
+                    log.warning(
+                        "GitHub API unreachable (%s); using the cached answer for %s",
+                        type(err).__name__,
+                        url,
+                    )
+                    return cached["body"], cached.get("link")
+                raise SourceError(
+                    f"cannot reach the {self.label} at {self.api_url}: {_why(err)}"
+                ) from err
+            raw = http.read_capped(resp, what, limits.api_bytes)
         if resp.status_code == 304 and cached:
             return cached["body"], cached.get("link")
         if resp.status_code == 404:
@@ -81,12 +88,12 @@ class GitHubSource:
         self._raise_for_limits(resp)
         if resp.status_code >= 400:
             raise SourceError(
-                f"{self.label} answered HTTP {resp.status_code} for {_path(url)}: {_message(resp)}"
+                f"{self.label} answered HTTP {resp.status_code} for {_path(url)}: "
+                f"{_message(resp, raw)}"
             )
-        try:
-            body = resp.json()
-        except ValueError as err:
-            raise SourceError(f"{self.label} sent invalid JSON for {_path(url)}") from err
+        body = answers.json_or_invalid(raw)
+        if body is answers.INVALID:
+            raise SourceError(f"{self.label} sent invalid JSON for {_path(url)}")
         link = resp.headers.get("Link")
         if etag := resp.headers.get("ETag"):
             _write_json(cache, {"url": url, "etag": etag, "link": link, "body": body})
@@ -97,20 +104,16 @@ class GitHubSource:
             return
         h = resp.headers
         if h.get("x-ratelimit-remaining") == "0":
-            reset = h.get("x-ratelimit-reset", "")
-            when = "at an unknown time"
-            if reset.isdigit():
-                at = dt.datetime.fromtimestamp(int(reset), dt.timezone.utc)
-                minutes = max(0, int((at - dt.datetime.now(dt.timezone.utc)).total_seconds() // 60))
-                when = f"at {at:%Y-%m-%d %H:%M:%S} UTC (in {minutes} min)"
-            limit = h.get("x-ratelimit-limit", "?")
+            limit = answers.header(h.get("x-ratelimit-limit", "?"))
             raise RateLimited(
-                f"GitHub API rate limit exhausted ({limit} requests/hour); it resets {when}; "
+                f"GitHub API rate limit exhausted ({limit} requests/hour); it resets "
+                f"{answers.reset_time(h.get('x-ratelimit-reset', ''))}; "
                 "set GITHUB_TOKEN (or GH_TOKEN) to raise the limit"
             )
         if "retry-after" in h:
             raise RateLimited(
-                f"GitHub API secondary rate limit hit; retry after {h['retry-after']} s; "
+                "GitHub API secondary rate limit hit; retry after "
+                f"{answers.header(h['retry-after'])} s; "
                 "set GITHUB_TOKEN (or GH_TOKEN) to raise the limit"
             )
 
@@ -118,23 +121,69 @@ class GitHubSource:
 
     def list_releases(self, limit: int | None = None) -> list[Release]:
         out: list[Release] = []
+        for page in self._pages():
+            for item in page:
+                if not item.get("draft"):
+                    out.append(self._release(item))
+                if limit is not None and len(out) >= limit:
+                    return out
+        return out
+
+    def _pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Each page of /releases, following `Link: next`; a page seen twice (a server that
+        links back) or more than LIMITS.max_pages is a source error, never an endless loop."""
         url: str | None = f"{self.api_url}/repos/{self.repo}/releases?per_page=100"
+        seen: set[str] = set()
         while url:
+            if url in seen:
+                raise SourceError(f"{self.label} pagination loops back to {_path(url)[:80]}")
+            if len(seen) >= http.LIMITS.max_pages:
+                raise SourceError(
+                    f"{self.label} lists more than {http.LIMITS.max_pages} pages of releases"
+                )
+            seen.add(url)
             got = self._get(url)
             if got is None:
                 raise SourceError(f"repository {self.repo} not found at {self.api_url}")
             body, link = got
             if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
                 raise SourceError(f"{self.label} sent an unexpected answer for {_path(url)}")
-            for item in body:
-                if not item.get("draft"):
-                    out.append(self._release(item))
-                if limit is not None and len(out) >= limit:
-                    return out
-            url = _next_link(link)
-        return out
+            yield body
+            url = _next_link(link, self.api_url)
+
+    def prefetch(self, tags: Sequence[str], show: Callable[[str], None] | None = None) -> None:
+        """Many releases wanted (a long matrix): list them page by page, 100 a call, instead of
+        one call each. Stops when all are found, or once listing costs more calls than asking
+        for each would; whatever it did not find is asked for one by one as before."""
+        wanted = {t for t in tags if t != "latest"} - self._listed.keys() - self._absent
+        if len(wanted) <= BULK_RELEASES:
+            return
+        found: set[str] = set()
+        pages = 0
+        try:
+            for page in self._pages():
+                pages += 1
+                for item in page:
+                    tag = item.get("tag_name")
+                    if isinstance(tag, str) and tag in wanted and not item.get("draft"):
+                        self._listed[tag] = item
+                        found.add(tag)
+                note = f"listing releases: page {pages}, {len(found):,} of {len(wanted):,} found"
+                log.info("%s", note)
+                if show:
+                    show(note)
+                if found == wanted or pages >= len(wanted - found):
+                    return
+        except HarnessError as err:  # each release is then asked for, and reports it
+            log.info("listing releases failed (%s); asking for each", err)
+            return
+        self._absent |= wanted - found  # the whole list was read: these do not exist
 
     def get_release(self, tag: str) -> Release:
+        if tag in self._listed:
+            return self._with_binaries(self._release(self._listed[tag]))
+        if tag in self._absent:
+            raise ReleaseNotFound(f"release {tag!r} not found in {self.repo} (at {self.api_url})")
         if tag == "latest":
             got = self._get(f"{self.api_url}/repos/{self.repo}/releases/latest")
             if got is None:  # no non-prerelease release: take the newest one
@@ -179,40 +228,48 @@ class GitHubSource:
             ) from err
 
     def _parse_release(self, item: dict[str, Any]) -> Release:
-        tag = str(item["tag_name"])
+        tag = answers.text(item, "tag_name")
         assets = tuple(
             Asset(
-                name=a["name"],
-                size=int(a.get("size") or 0),
-                digest=a.get("digest") or None,
+                name=answers.text(a, "name"),
+                size=answers.size(a.get("size")),
+                digest=answers.digest(a.get("digest")),
                 url=self._asset_url(tag, a),
             )
-            for a in item.get("assets", [])
+            for a in answers.list_of_dicts(item.get("assets"), "assets")
         )
         build = tag if BUILD_TAG.match(tag) else self._nightly_build(tag, assets)
         return Release(
             tag=tag,
             build=build,
-            name=item.get("name") or tag,
-            published_at=item.get("published_at"),
-            prerelease=bool(item.get("prerelease")),
+            name=answers.text(item, "name", optional=True) or tag,
+            published_at=answers.text(item, "published_at", optional=True),
+            prerelease=item.get("prerelease") is True,
             assets=assets,
-            tarball_url=item.get("tarball_url"),
+            tarball_url=answers.text(item, "tarball_url", optional=True),
             source=self.name,
         )
 
     # -- hooks a GitHub-shaped mirror overrides ---------------------------------------------
 
     def _asset_url(self, tag: str, asset: dict[str, Any]) -> str:
-        return str(asset["browser_download_url"])
+        url = answers.text(asset, "browser_download_url")
+        if http.origin(url)[0] not in ("http", "https"):
+            raise ValueError(f"browser_download_url {url[:80]!r} is not http(s)")
+        return url
 
     def _read_small(self, url: str, what: str) -> str:
-        try:
-            resp = self._downloads.get(url)
-            resp.raise_for_status()
-        except requests.RequestException as err:
-            raise SourceError(f"cannot read {what}: {_why(err)}") from err
-        return resp.text[:4096]
+        limits = http.LIMITS
+        with http.deadline(limits.api_deadline_s, what):
+            try:
+                resp = self._downloads.get(url, stream=True)
+                if resp.status_code >= 400:
+                    resp.close()
+                    raise SourceError(f"cannot read {what}: HTTP {resp.status_code}")
+            except requests.RequestException as err:
+                raise SourceError(f"cannot read {what}: {_why(err)}") from err
+            raw = http.read_capped(resp, what, limits.small_bytes)
+        return raw[:4096].decode("utf-8", errors="replace")
 
     # -- downloads -------------------------------------------------------------------------
 
@@ -259,12 +316,15 @@ class GitHubSource:
         return build
 
 
-def _next_link(link: str | None) -> str | None:
+def _next_link(link: str | None, api_url: str) -> str | None:
     if not link:
         return None
-    for item in parse_header_links(link):
-        if item.get("rel") == "next":
-            return item.get("url")
+    for item in parse_header_links(link[:8192]):
+        if item.get("rel") == "next" and item.get("url"):
+            url = str(item["url"])
+            if http.origin(url) != http.origin(api_url):
+                raise SourceError(f"the API's next page is on another host ({url[:80]!r})")
+            return url
     return None
 
 
@@ -272,11 +332,10 @@ def _path(url: str) -> str:
     return "/" + url.split("://", 1)[-1].partition("/")[2]
 
 
-def _message(resp: requests.Response) -> str:
-    try:
-        return str(resp.json().get("message", "")) or resp.reason
-    except ValueError:
-        return resp.reason or ""
+def _message(resp: requests.Response, raw: bytes) -> str:
+    body = answers.json_or_invalid(raw)
+    message = body.get("message") if isinstance(body, dict) else None
+    return answers.header(message) if isinstance(message, str) and message else (resp.reason or "")
 
 
 def _why(err: Exception) -> str:

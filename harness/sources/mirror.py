@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -66,6 +67,9 @@ class MirrorSource(GitHubSource):
         if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
             raise SourceError(f"mirror {self.base}: releases.json is not a list of releases")
         return [r for r in body if not r.get("draft")]
+
+    def prefetch(self, tags: Sequence[str], show: Callable[[str], None] | None = None) -> None:
+        """Nothing to do: releases.json lists every release in one answer."""
 
     def list_releases(self, limit: int | None = None) -> list[Release]:
         items = self._all()

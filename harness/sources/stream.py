@@ -13,6 +13,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,8 @@ from typing import BinaryIO
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from harness.errors import AssetNotFound, IntegrityError, SourceError
+from harness.errors import AssetNotFound, HarnessError, IntegrityError, SourceError
+from harness.sources import http
 from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)
@@ -143,10 +145,14 @@ def _download(
     progress: Progress | None,
 ) -> int:
     written = 0
+    ceiling = expected_size or http.asset_ceiling()
+    started = time.monotonic()
     for attempt in range(RESUMES + 1):
         headers = {"Range": f"bytes={written}-"} if written else {}
         try:
-            with session.get(url, headers=headers, stream=True) as resp:
+            with http.deadline(http.LIMITS.api_deadline_s, f"{name}: the server's answer"):
+                resp = session.get(url, headers=headers, stream=True)  # headers, not the body
+            with resp:
                 if resp.status_code == 404:
                     raise AssetNotFound(f"{name}: not found at the source (HTTP 404)")
                 if resp.status_code == 416 and written and written == expected_size:
@@ -163,14 +169,13 @@ def _download(
                 # read1: whatever has arrived (up to CHUNK), so progress and resume points
                 # follow the network, not the chunk size.
                 while chunk := resp.raw.read1(CHUNK, decode_content=False):
-                    if expected_size and written + len(chunk) > expected_size:
-                        raise IntegrityError(
-                            f"{name}: the server sent more than the published {expected_size} bytes"
-                        )
+                    if written + len(chunk) > ceiling:
+                        raise _too_big(name, expected_size, ceiling)
                     sink.put(chunk)
                     written += len(chunk)
                     if progress:
                         progress(len(chunk))
+                    _check_rate(name, written, started)
         except (
             requests.ConnectionError,
             requests.exceptions.ChunkedEncodingError,
@@ -192,3 +197,26 @@ def _download(
             continue
         return written
     raise SourceError(f"{name}: download failed")  # pragma: no cover - the loop returns/raises
+
+
+def _too_big(name: str, expected_size: int | None, ceiling: int) -> HarnessError:
+    if expected_size:
+        return IntegrityError(
+            f"{name}: the server sent more than the published {expected_size} bytes"
+        )
+    return SourceError(
+        f"{name}: no size published and the server sent more than {ceiling:,} bytes; refused "
+        f"(raise the ceiling with {http.ENV_MAX_ASSET})"
+    )
+
+
+def _check_rate(name: str, written: int, started: float) -> None:
+    """A total deadline that scales with the size: a body that trickles in is cut once its
+    average rate stays under LIMITS.min_rate_bps past LIMITS.min_rate_after_s."""
+    limits = http.LIMITS
+    elapsed = time.monotonic() - started
+    if elapsed > limits.min_rate_after_s and written < limits.min_rate_bps * elapsed:
+        raise SourceError(
+            f"{name}: stalled ({written:,} bytes in {elapsed:.0f} s, under "
+            f"{limits.min_rate_bps // 1024} KiB/s)"
+        )

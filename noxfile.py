@@ -13,9 +13,26 @@ nox.options.error_on_missing_interpreters = False
 def tests(session: nox.Session) -> None:
     """The project's test suite in parallel (pytest-xdist); extra args go to pytest."""
     session.install("-e", ".[test]")
-    # loadgroup: the tests that share one real-build run stay on one worker
-    args = session.posargs or ["-n", "auto", "--dist", "loadgroup"]
+    # loadfile: a module's tests (and its module-scoped real-build run) stay on one worker;
+    # loadgroup's marks do not survive pytest 9 + pytest-xdist 3.8
+    args = session.posargs or ["-n", "auto", "--dist", "loadfile"]
     session.run("pytest", *args)
+
+
+# The oldest and the newest pytest / pytest-xdist that pyproject.toml allows.
+PYTEST_RANGE = [
+    nox.param("8.0.0", "3.5.0", id="oldest"),
+    nox.param("9.2.0", "3.8.0", id="newest"),
+]
+
+
+@nox.session
+@nox.parametrize(("pytest", "xdist"), PYTEST_RANGE)
+def verdicts(session: nox.Session, pytest: str, xdist: str) -> None:
+    """Each cell's child runs once and the report agrees with its tests, under the oldest and the
+    newest pytest / pytest-xdist supported (`run` drives its conformance suite through them)."""
+    session.install("-e", ".[test]", f"pytest=={pytest}", f"pytest-xdist=={xdist}")
+    session.run("pytest", "-p", "no:cacheprovider", "tests/test_verdicts.py", "tests/test_child.py")
 
 
 @nox.session
@@ -34,7 +51,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Download benchmarks (pytest-benchmark): warm cache, parallel speed-up, hashing overhead."""
+    """Benchmarks (pytest-benchmark): downloads (warm cache, parallel speed-up, hashing overhead),
+    throughput harness vs native, and throughput verdicts under load (A/A, flips, detection)."""
     session.install("-e", ".[test]")
     session.run(
         "pytest",
@@ -87,7 +105,8 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint) and mypy (types of the package)."""
+    """ruff (lint), mypy (types of the package), lint-imports (the stage layers, pyproject.toml)."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("mypy")
+    session.run("lint-imports")

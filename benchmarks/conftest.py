@@ -14,9 +14,14 @@ import pytest
 # (label, numerator, denominator, goal); the denominator is a benchmark's name, a number of
 # seconds (an ideal), or None for the numerator's median alone
 RATIOS: list[tuple[str, str, str | float | None, str]] = []
+NOTES: list[str] = []  # lines a benchmark wants printed at the end (e.g. verdict counts)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if NOTES:
+        terminalreporter.section("llama-harness verdicts (same run)")
+        for line in NOTES:
+            terminalreporter.write_line(line)
     session = getattr(config, "_benchmarksession", None)
     if session is None or not RATIOS:
         return

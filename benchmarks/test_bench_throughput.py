@@ -5,8 +5,10 @@ node-llama-cpp linux-x64 builds.
 - native: `harness/native/driver.c` built against the release's own llama.h, same loop, same
   library, model and parameters; the ratio harness ÷ native is printed at the end (goal ≥ 0.95 on
   the small presets) and stored in each benchmark's `extra_info`
-- each release's change vs the previous one (median ratio, bootstrap interval, verdict) in the
-  harness benchmarks' `extra_info`, and the whole table in `bench-throughput.json`
+- every release measured interleaved with the others (`throughput_rounds.measure_platform`: each
+  round runs every release back to back, ABBA order), so each release's change vs the previous one
+  (paired per-round ratio, sign-test interval, verdict) in the harness benchmarks' `extra_info`,
+  and the whole table in `bench-throughput.json`, are not the machine's drift
 
 One release per process (shared SONAME), so the decode calls are timed in the release's child, not
 here. Each benchmark's rounds are that child's measured seconds per repetition, replayed into
@@ -14,8 +16,10 @@ pytest-benchmark by a timer (`Replay`) that advances by exactly those seconds: i
 JSON, `--benchmark-compare` and `--benchmark-compare-fail` then work on the real measurements.
 
 Environment: LLAMA_HARNESS_BENCH_RELEASES (comma list, default every era),
-LLAMA_HARNESS_BENCH_THREADS (default 1), LLAMA_HARNESS_BENCH_ROUNDS (alternating harness / native
-blocks, default 2), LLAMA_HARNESS_BENCH_REPORT (default bench-throughput.json).
+LLAMA_HARNESS_BENCH_THREADS (default 1), LLAMA_HARNESS_BENCH_ROUNDS (interleaved rounds, default
+6: the fewest that give a 95 % verdict), LLAMA_HARNESS_BENCH_REPORT (default bench-throughput.json).
+
+`test_bench_verdicts.py` proves the verdicts hold under load (A/A, flips, real changes).
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ import pytest
 
 from benchmarks.conftest import RATIOS
 from harness.report import compare
-from harness.suites.throughput import DEFAULT_SIZES, presets_for, run_bench
+from harness.suites.throughput import DEFAULT_SIZES, presets_for
+from harness.suites.throughput_rounds import measure_platform
 from tests.realbuilds import CACHE, ERAS
 
 RELEASES = [r for r in os.environ.get("LLAMA_HARNESS_BENCH_RELEASES", "").split(",") if r] or ERAS
 PRESETS = ["tiny", "small-f16", "small-q8_0"]
 THREADS = int(os.environ.get("LLAMA_HARNESS_BENCH_THREADS", "1"))
-ROUNDS = int(os.environ.get("LLAMA_HARNESS_BENCH_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("LLAMA_HARNESS_BENCH_ROUNDS", "6"))
 CELL = {"os": "linux", "arch": "x64", "variant": "cpu"}
 
 
@@ -85,36 +90,44 @@ class Replay:
 REPLAY = Replay()
 
 
+def bench_spec(tag: str, tmp: Path, presets: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A bench spec for a real release (node-llama-cpp's linux-x64 build), as `run` builds it."""
+    from harness.abi.release import headers_dir
+    from harness.load.loader import find_libdir
+    from tests.realbuilds import api_of, downloader, provision
+
+    res = provision([tag])[tag]
+    assert res.stored
+    api = tmp / f"api-{tag}.json"
+    api.write_text(api_of(tag).to_json(), encoding="utf-8")
+    return {
+        "libdir": str(find_libdir(Path(res.stored.path))),
+        "api": str(api),
+        "presets": presets,
+        "threads": THREADS,
+        "include": str(headers_dir(downloader(), res)),
+        "cache": str(CACHE),
+        "build": res.build,
+        "tree": str(res.stored.path),
+        **extra,
+    }
+
+
 class Runs:
-    """Each release measured once (in its child), on first use, kept for the module."""
+    """Every release measured once, all interleaved in the same rounds, on first use."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.cells: dict[str, dict[str, Any]] = {}
 
     def __call__(self, tag: str) -> dict[str, Any]:
-        if tag not in self.cells:
-            from harness.abi.release import headers_dir
-            from harness.load.loader import find_libdir
-            from tests.realbuilds import api_of, downloader, provision
-
-            res = provision([tag])[tag]
-            assert res.stored
-            api = self.tmp / f"api-{tag}.json"
-            api.write_text(api_of(tag).to_json(), encoding="utf-8")
-            spec = {
-                "libdir": str(find_libdir(Path(res.stored.path))),
-                "api": str(api),
-                "presets": presets_for(CACHE, PRESETS),
-                "threads": THREADS,
-                "rounds": ROUNDS,
-                "include": str(headers_dir(downloader(), res)),
-                "cache": str(CACHE),
-                "build": res.build,
-                "tree": str(res.stored.path),
-            }
-            bench = run_bench(spec, self.tmp / tag, timeout=600)
-            self.cells[tag] = {"release": tag, "build": res.build, **CELL, "bench": bench}
+        if not self.cells:
+            presets = presets_for(CACHE, PRESETS)
+            specs = {t: bench_spec(t, self.tmp, presets) for t in RELEASES}
+            benches = measure_platform(specs, self.tmp / "work", timeout=600, rounds=ROUNDS)
+            for t, bench in benches.items():
+                build = specs[t]["build"]
+                self.cells[t] = {"release": t, "build": build, **CELL, "bench": bench}
         return self.cells[tag]
 
     def previous(self, tag: str) -> dict[str, Any] | None:

@@ -9,16 +9,14 @@ __version__ = "0.1.0"
 __all__ = ["LibraryDownloader", "__version__", "clean_library_cache", "load_library"]
 
 if TYPE_CHECKING:
-    from harness.library import LibraryDownloader, clean_library_cache
-    from harness.load.loader import load_library
+    from harness.library import LibraryDownloader, clean_library_cache, load_library
 
 
 def __getattr__(name: str) -> Any:
-    """Import the API lazily: the child process that loads a release needs none of it."""
-    if name in ("LibraryDownloader", "clean_library_cache"):
-        from harness import library as api
-        return getattr(api, name)
-    if name == "load_library":
-        from harness.load import loader as load
-        return load.load_library
+    """Import the API lazily: the child process that loads a release needs none of it, and the
+    CLI starts faster without it."""
+    if name in ("LibraryDownloader", "clean_library_cache", "load_library"):
+        from harness import library  # lazy: start-up of the CLI and of every child
+
+        return getattr(library, name)
     raise AttributeError(name)

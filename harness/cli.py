@@ -2,6 +2,11 @@
 
 Every failure is one line on stderr and a documented exit code (see harness.errors); a traceback
 is shown only with `-v` and only for a bug.
+
+One module on purpose: it is the whole command-line contract (every command, option and exit code
+in one place), and each command is a few lines over the package. Imports inside a command are
+lazy on purpose, for start-up time: `llama-harness releases` must not pay for numpy, LIEF,
+libclang or the report renderers that only `run` needs.
 """
 
 from __future__ import annotations
@@ -13,23 +18,56 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from harness import __version__, progress
+from harness.cache import maintain
+from harness.cache import root as cache_root
 from harness.config import matrix
 from harness.config.matrix import Cell, Matrix
 from harness.errors import EXIT_FAILED, EXIT_OK, ConfigError, HarnessError, SourceError
-from harness.library import DEFAULT_REPO, LibraryDownloader
+from harness.library import BUILD, DEFAULT_REPO, LibraryDownloader
 from harness.provision import all_platform_cells
-from harness.sources import assets
+from harness.sources import assets, limits
 
 log = logging.getLogger("harness")
 
 EPILOG = """exit codes: 0 all good; 1 some cell failed; 2 usage or configuration error;
 3 source error (unreachable, HTTP error, rate limited, asset missing);
 4 integrity error (digest mismatch, unsafe archive)"""
+
+
+def _count(minimum: int) -> Any:
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum}")
+        return value
+
+    return parse
+
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds (nan, inf, -1 and 0 are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_TIMEOUT_S:  # also false for nan
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be more than 0 and at most {MAX_TIMEOUT_S:.0f} seconds"
+        )
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +87,13 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
         help="cache folder (env LLAMA_HARNESS_CACHE; default: the user cache dir)",
     )
     p.add_argument(
+        "--lock-timeout",
+        metavar="S",
+        default=d,
+        help="seconds to wait for a cache entry another process is writing "
+        "(env LLAMA_HARNESS_LOCK_TIMEOUT; default 900), then exit 5",
+    )
+    p.add_argument(
         "--api-url",
         metavar="URL",
         default=d,
@@ -60,7 +105,7 @@ def _globals(p: argparse.ArgumentParser, suppress: bool) -> None:
         default=d,
         help=f"release repository (default: matrix.yaml's, else {DEFAULT_REPO})",
     )
-    p.add_argument("--jobs", metavar="N", type=int, default=d, help="parallel downloads (8)")
+    p.add_argument("--jobs", metavar="N", type=_count(1), default=d, help="parallel downloads (8)")
     p.add_argument(
         "--source",
         action="append",
@@ -108,8 +153,14 @@ def _gates(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fail-on-regression",
         metavar="PCT",
-        help="exit 1 when a cell is slower than the previous release or the baseline "
+        help="exit 1 when a release is slower than the previous one measured beside it "
         "by more than PCT (e.g. 5%%), beyond the noise",
+    )
+    p.add_argument(
+        "--gate-baseline",
+        action="store_true",
+        help="let --fail-on-regression also judge comparisons across runs (the baseline), "
+        "whose interval is widened for the machine's drift",
     )
 
 
@@ -119,23 +170,20 @@ def _load_gates(args: argparse.Namespace) -> tuple[dict[str, Any] | None, float 
     threshold = parse_threshold(args.fail_on_regression) if args.fail_on_regression else None
     baseline = None
     if args.baseline:
-        try:
-            baseline = json.loads(Path(args.baseline).read_text(encoding="utf-8"))
-            if not isinstance(baseline, dict) or "cells" not in baseline:
-                raise ValueError("no cells")
-        except (OSError, ValueError) as err:
-            raise ConfigError(
-                f"--baseline {args.baseline}: not a llama-harness report ({err})"
-            ) from err
+        from harness.report import inputs
+
+        baseline = inputs.load(Path(args.baseline), "report (--baseline)")
     return baseline, threshold
 
 
-def _regressions(rep: dict[str, Any], threshold: float | None) -> list[str]:
+def _regressions(
+    rep: dict[str, Any], threshold: float | None, across_runs: bool = False
+) -> list[str]:
     if threshold is None:
         return []
     from harness.report.compare import gate
 
-    lines = gate(rep.get("comparison") or [], threshold)
+    lines = gate(rep.get("comparison") or [], threshold, across_runs)
     for line in lines:
         print(f"llama-harness: regression: {line}", file=sys.stderr)
     return lines
@@ -160,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = cmd("releases", "list releases (tag, date, prerelease, assets, the build a v* names)")
-    p.add_argument("--limit", type=int, default=30, help="how many (default 30; 0 = all)")
+    p.add_argument("--limit", type=_count(0), default=30, help="how many (default 30; 0 = all)")
     p = cmd("assets", "each asset of a release with size, digest and the cell it serves")
     p.add_argument("release")
     p = cmd(
@@ -171,10 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="store_true", help="this machine's asset only")
     p.add_argument("--all-platforms", action="store_true", help="every binary asset")
     cmd("test-download", "check the host's asset of the newest release is reachable")
-    p = cmd("verify", "re-hash every cached archive against its recorded digest")
-    p.add_argument("--repair", action="store_true", help="re-download what is wrong")
+    p = cmd("verify", "re-hash every cached archive and extracted tree against its record")
+    p.add_argument(
+        "--repair", action="store_true", help="re-extract (or re-download) what is wrong"
+    )
     p = cmd("clean-cache", "remove cached releases (all by default)")
     p.add_argument("release", nargs="?")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait (up to --lock-timeout) for entries another process is writing, "
+        "instead of skipping them",
+    )
     p = cmd("run", "the matrix job: provision, conformance on this host's cells, report")
     p.add_argument("releases", nargs="*", metavar="RELEASE", help="instead of matrix.yaml's")
     _selection(p)
@@ -190,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="tiny,small-f16,small-q8_0",
         help="models the throughput suite times (default tiny,small-f16,small-q8_0)",
     )
+    p.add_argument(
+        "--bench-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="interleaved rounds per platform (default 10; at least 6 for a 95%% verdict)",
+    )
+    p.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A: also time each build against itself, to see this machine's false-alarm rate",
+    )
     _gates(p)
     p.add_argument(
         "--out",
@@ -199,12 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_count(1),
         default=os.cpu_count() or 1,
         help="cells run in parallel (pytest-xdist workers; default: CPU count)",
     )
-    p.add_argument("--threads", type=int, default=1, help="llama.cpp threads per cell (1)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (120)")
+    p.add_argument("--threads", type=_count(1), default=1, help="llama.cpp threads per cell (1)")
+    p.add_argument("--timeout", type=_seconds, default=120.0, help="seconds per cell (120)")
     p.add_argument(
         "--no-cpu-variants",
         action="store_true",
@@ -244,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("api-check", "does a consumer manifest still match a release?")
     p.add_argument("manifest", metavar="MANIFEST.yaml")
     p.add_argument("release")
+    p = cmd("binding-check", "a binding's own declarations against each release's ABI")
+    p.add_argument(
+        "binding",
+        metavar="SOURCE",
+        help="the binding: a file or folder (Python ctypes, Go purego/libffi), "
+        "or a pip requirement (llama-cpp-python==0.3.16)",
+    )
+    p.add_argument("releases", nargs="*", metavar="RELEASE", help="default: matrix.yaml's")
+    p.add_argument(
+        "--all", action="store_true", help="every release the source knows: the compatible range"
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="also install the binding (pip requirement) and run its own API on each release",
+    )
+    p.add_argument("--names", metavar="OVERRIDES.yaml", help="binding name → C name overrides")
     p = cmd("npm-index", "which llama.cpp release each node-llama-cpp npm version carries")
     p.add_argument("--refresh", action="store_true", help="learn every version (downloads each)")
     return top
@@ -265,6 +350,7 @@ def _downloader(
 ) -> LibraryDownloader:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be at least 1")
+    limits.asset_ceiling()  # a bad LLAMA_HARNESS_MAX_ASSET_BYTES is a usage error up front
     dl = LibraryDownloader(
         args.cache_dir,
         api_url=args.api_url,
@@ -275,6 +361,8 @@ def _downloader(
         sources=args.source or (m.sources if m else ("github",)),
         mirror=args.mirror or (m.mirror if m else None),
     )
+    if getattr(args, "lock_timeout", None) is not None:
+        dl.cache.lock_timeout = cache_root.lock_timeout(args.lock_timeout)
     dl.cache.check_writable()
     return dl
 
@@ -360,7 +448,8 @@ def host_variants(rel: Any) -> list[str]:
 
 def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
     """This machine's cell of a release: the variant `inspect-host` would choose."""
-    from harness.host.probe import choose_variant, inspect_host
+    from harness.host.choose import choose_variant
+    from harness.host.probe import inspect_host
 
     hos, harch = assets.host_platform()
     try:
@@ -375,7 +464,8 @@ def _host_cell(dl: LibraryDownloader, tag: str) -> Cell:
 
 
 def cmd_inspect_host(args: argparse.Namespace) -> int:
-    from harness.host.probe import choose_variant, inspect_host, render
+    from harness.host.choose import choose_variant, render
+    from harness.host.probe import inspect_host
     from harness.load.backends import cpu_backend_choice
     from harness.load.loader import find_libdir
 
@@ -383,8 +473,27 @@ def cmd_inspect_host(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"host": info.to_json()}
     lines = []
     choice = None
-    if args.release:
-        dl = _downloader(args, _matrix(args, False))
+    of = None  # which release the variant is of, when the user named none
+    m = _matrix(args, False)
+    if not args.release and m is not None and m.releases:
+        # no release named: the variant this host would pick of the matrix's newest release
+        dl = _downloader(args, m)
+        try:
+            tag = _newest_release(dl, list(m.releases))
+            rel = dl.get_release(tag)
+        except SourceError as err:  # the host is still worth printing
+            data["choice_error"] = f"cannot resolve the newest release of the matrix: {err}"
+            lines.append(f"variant   unknown: {data['choice_error']}")
+        else:
+            variants = host_variants(rel)
+            choice = choose_variant(info, variants)
+            label = tag if rel.build in (None, tag) else f"{tag} ({rel.build})"
+            data.update(release=tag, build=rel.build, variants=variants)
+            data["choice"] = choice.to_json()
+            data["release_from"] = f"the newest release of {args.matrix or 'matrix.yaml'}"
+            of = f"{label}, {data['release_from']}"
+    elif args.release:
+        dl = _downloader(args, m)
         rel = dl.get_release(args.release)
         variants = host_variants(rel)
         choice = choose_variant(info, variants)
@@ -403,8 +512,21 @@ def cmd_inspect_host(args: argparse.Namespace) -> int:
                 )
             else:
                 lines.append(f"ggml CPU backend: not checked ({res.error})")
-    _print(args, data, [render(info, choice), *lines])
+    _print(args, data, [render(info, choice, of), *lines])
     return EXIT_OK
+
+
+def _newest_release(dl: LibraryDownloader, tags: list[str]) -> str:
+    """`latest` when the matrix lists it, else the tag whose build number is highest (a `v*`
+    tag is resolved to the build it names)."""
+    if "latest" in tags:
+        return "latest"
+
+    def build(tag: str) -> int:
+        b = tag if BUILD.fullmatch(tag) else dl.get_release(tag).build or ""
+        return int(b[1:]) if BUILD.fullmatch(b) else -1
+
+    return max(tags, key=build)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -454,7 +576,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         + (f": {r['problem']}" if r["problem"] else "")
         for r in rows
     ]
-    lines.append(f"{len(rows)} archives checked in {dl.cache.root}")
+    lines.append(f"{len(rows)} archives and their extracted trees checked in {dl.cache.root}")
     _print(args, rows, lines)
     bad = [r for r in rows if r["status"] in ("bad", "failed")]
     for r in bad:
@@ -464,10 +586,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_clean_cache(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
-    removed = dl.clean(args.release)
+    done = dl.clean_cache(args.release, wait=args.wait)
+    removed = done.removed
     _print(
         args, [str(p) for p in removed], [f"removed {p}" for p in removed] or ["nothing to remove"]
     )
+    if done.in_use and args.wait:
+        raise maintain.wait_error(done.in_use, dl.cache.lock_timeout)
     return EXIT_OK
 
 
@@ -484,7 +609,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = _download_cells(args, m, dl)
     if not cells:
         raise ConfigError("no cells to run (check the filters and excludes)")
-    out = Path(args.out).resolve()
+    out = _out_dir(args.out)
     opts = Options(
         out,
         workers=args.workers,
@@ -493,34 +618,67 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=m.model,
         quiet=bool(args.json or args.quiet),
         manifest=m.manifest,
+        binding=m.binding,
         cpu_variants=not args.no_cpu_variants,
         suites=tuple(args.suite or ("conformance", "bench")),
         bench_presets=tuple(p for p in args.bench_presets.split(",") if p),
         baseline=baseline,
+        bench_rounds=args.bench_rounds,
+        bench_aa=args.aa,
     )
+    if args.bench_rounds is not None and args.bench_rounds < 1:
+        raise ConfigError("--bench-rounds must be at least 1")
     return _publish(args, run(dl, cells, opts), out, threshold)
+
+
+def _out_dir(text: str) -> Path:
+    """`--out`, checked before any work: a folder, or a path where one can be made."""
+    out = Path(text).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {text}: exists and is not a folder")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ConfigError(f"--out {text}: a parent of it is not a folder")
+    return out
 
 
 def _publish(
     args: argparse.Namespace, rep: dict[str, Any], out: Path, threshold: float | None
 ) -> int:
-    """Write the report files, show it, name each problem on stderr, and pick the exit code."""
+    """Write the report files, say whether to bump, name each problem on stderr, and pick the
+    exit code."""
     from harness.report import model as report
-    report.write(rep, out)
+    from harness.report.publish import write
+
+    try:
+        write(rep, out)  # the whole Markdown goes to report.md and to $GITHUB_STEP_SUMMARY
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write the report: {err.strerror or err}") from err
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
         sys.stdout.write("\n")
-    else:
-        print(report.markdown(rep))
+    else:  # the answer, not the 14 KB page: one line per release, and where the rest is
+        for v in report.verdicts(rep):
+            print(f"{v['glyph']} {v['label']}: {v['text']}")
         print(f"report: {out / 'report.md'} (also report.json, report.html, report.xml)")
     for c in rep["cells"]:
         if c["status"] in ("fail", "error", "crash"):
-            print(
+            line = (
                 f"llama-harness: {c['status']}: {c['release']} {c['os']}/{c['arch']}/"
-                f"{c['variant']}: {c['reason']}",
+                f"{c['variant']}: {c['reason']}"
+            )  # one line, and no terminal escapes from a report someone else wrote
+            print(
+                " ".join("".join(ch if ch.isprintable() else " " for ch in line).split()),
                 file=sys.stderr,
             )
-    slower = _regressions(rep, threshold)
+    aa = [e for e in rep.get("comparison") or [] if e.get("against") == "A/A"]
+    if aa and not args.json:
+        called = sum(e["verdict"] in ("faster", "slower") for e in aa)
+        unsure = sum(e["verdict"] == "inconclusive" for e in aa)
+        print(
+            f"A/A (each build against itself): {len(aa)} comparisons, {called} false alarms, "
+            f"{unsure} inconclusive"
+        )
+    slower = _regressions(rep, threshold, bool(getattr(args, "gate_baseline", False)))
     counts = report.summary(rep)
     bad = counts["fail"] + counts["error"] + counts["crash"]
     return EXIT_FAILED if bad or slower else EXIT_OK
@@ -531,9 +689,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.compare import compare
 
     baseline, threshold = _load_gates(args)
+    out = _out_dir(args.out)
     rep = report.merge([Path(r) for r in args.results])
     rep["comparison"] = compare(rep, baseline)  # release-to-release spans the shards
-    return _publish(args, rep, Path(args.out), threshold)
+    return _publish(args, rep, out, threshold)
 
 
 def cmd_api_diff(args: argparse.Namespace) -> int:
@@ -586,6 +745,102 @@ def cmd_api_check(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.compatible else EXIT_FAILED
 
 
+def cmd_binding_check(args: argparse.Namespace) -> int:
+    # lazy: the binding readers pull in tree-sitter, which `--help` should not pay for
+    from harness.binding import fetch as binding_fetch
+    from harness.binding import names, releases
+
+    if args.live and binding_fetch.requirement(args.binding) is None:
+        raise ConfigError("--live needs an installable Python binding: a pip requirement")
+    m = _matrix(args, False)
+    tags = list(args.releases) or list(m.releases if m else [])
+    if not tags and not args.all:
+        raise ConfigError("binding-check: name releases, or give a matrix.yaml with releases")
+    dl = _downloader(args, m)
+    overrides = names.load_overrides(Path(args.names)) if args.names else None
+    decl = binding_fetch.open_source(args.binding, dl.cache.root)
+    abi_of = binding_abi(dl)
+    lines: list[str] = []
+    if args.all:
+        points, abi_of = _all_points(dl, abi_of)
+        found = releases.scan(decl, points, abi_of, overrides)
+        verdicts = found.ordered()
+        lines += found.summary()
+    else:
+        verdicts = releases.check_releases(decl, tags, abi_of, overrides)
+    lines += releases.render(verdicts, decl.name)
+    rows = [v.to_json() for v in verdicts]
+    if args.live:
+        _live(dl, args.binding, decl.name, rows, lines)
+    _print(args, rows, lines)
+    ok = all(r["verdict"] == "compatible" and r.get("live", {}).get("ok", True) for r in rows)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _live(
+    dl: LibraryDownloader, source: str, name: str, rows: list[dict[str, Any]], lines: list[str]
+) -> None:
+    """Install the binding (once per version) and run its own API on each release's host build."""
+    from harness.binding import live
+    from harness.load.loader import find_libdir
+    from harness.suites.fixtures import model as models
+    from harness.suites.fixtures import reference
+
+    python, took = live.venv_for(dl.cache.root, source)
+    if took is not None:
+        lines.append(f"{name}: installed in {took:.0f} s (native part not built)")
+    model = models.ensure_model(dl.cache.root, models.TINY)
+    expected = reference.greedy(model, reference.tokenize(model, models.PROMPT), live.N_PREDICT)
+    for row in rows:
+        tag = row["release"]
+        try:
+            res = dl.download(tag)
+            assert res.stored
+            libdir = find_libdir(Path(res.stored.path))
+            result = live.run_one(python, libdir, model, models.PROMPT, expected, tag)
+        except HarnessError as err:
+            result = live.LiveResult(tag, False, "not run", str(err))
+        row["live"] = result.to_json()
+        lines.append(f"{name} vs {tag} live: {result.line()}")
+
+
+def binding_abi(dl: LibraryDownloader) -> Callable[[str], Any]:
+    """tag → ReleaseAbi: the release's own headers, and the exports of this host's build of it
+    (provisioned like `download` does; without one, only the headers decide)."""
+    from harness.abi.release import api_for_release
+    from harness.binding.check import exports_of
+    from harness.binding.releases import ReleaseAbi
+    from harness.load.loader import find_libdir
+
+    def abi_of(tag: str) -> ReleaseAbi:
+        build, api = api_for_release(dl, tag)
+        try:
+            res = dl.download(tag)
+            assert res.stored
+            exports = exports_of(find_libdir(Path(res.stored.path)))
+        except (HarnessError, ValueError) as err:
+            return ReleaseAbi(tag, build, api, None, note=str(err))
+        where = f"{res.cell.os} {res.cell.arch} {res.cell.variant} ({res.source})"
+        return ReleaseAbi(tag, build, api, exports, where)
+
+    return abi_of
+
+
+def _all_points(
+    dl: LibraryDownloader, abi_of: Callable[[str], Any]
+) -> tuple[list[str], Callable[[str], Any]]:
+    """Every release the first source knows, old → new. npm knows package versions and learns
+    which release each carries only by fetching it, so those points are versions."""
+    from harness.sources.npm import NpmSource  # lazy: see harness/library.py
+
+    source = dl.sources[0]
+    if isinstance(source, NpmSource):
+        npm = source
+        return npm.versions(), lambda version: abi_of(npm.tag_of(version))
+    tags = [r.tag for r in dl.list_releases(None) if BUILD.fullmatch(r.tag)]
+    return sorted(tags, key=lambda t: int(t[1:])), abi_of
+
+
 def cmd_npm_index(args: argparse.Namespace) -> int:
     dl = _downloader(args, _matrix(args, False))
     from harness.sources.npm import NpmSource  # lazy: only this command needs it by name
@@ -623,6 +878,7 @@ COMMANDS = {
     "inspect-host": cmd_inspect_host,
     "api-manifest": cmd_api_manifest,
     "api-check": cmd_api_check,
+    "binding-check": cmd_binding_check,
 }
 
 

@@ -1,10 +1,11 @@
 """The Python API, in the spirit of the Go library it grew from.
 
-from harness import LibraryDownloader, clean_library_cache
+from harness import LibraryDownloader, clean_library_cache, load_library
 dl = LibraryDownloader()                       # cache, API URL and token from the environment
 rel = dl.get_latest_release()
 result = dl.download(rel.tag)                  # this machine's asset, verified and extracted
 print(result.stored.path)
+lib = load_library("b10361")                   # this machine's build, loaded into THIS process
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from harness.cache.store import Cache
+from harness.cache import maintain, root
+from harness.cache.maintain import Cleaned
+from harness.cache.store import Cache, Entry, check_before_load
 from harness.config.matrix import Cell
 from harness.errors import AssetNotFound, ConfigError, HarnessError, SourceError
 from harness.progress import Reporter
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
 
 # requests (via sources.http), the mirror and npm sources are imported when first used: a warm
 # `download` of pinned releases makes no request and should not pay ~50 ms to import them.
+
+if TYPE_CHECKING:
+    from harness.load.loader import Loaded, LogSink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -207,44 +213,60 @@ class LibraryDownloader:
             raise SourceError(f"{want.name}: not reachable (HTTP {status})")
 
     def verify(self, repair: bool = False) -> list[dict[str, Any]]:
-        """Re-hash every cached archive against its marker; with `repair`, re-download bad ones."""
+        """Re-hash every cached archive and its extracted tree against what was recorded; with
+        `repair`, provision what is wrong again under its lock (re-extracting when the archive
+        still verifies, downloading otherwise)."""
         out: list[dict[str, Any]] = []
         for entry, marker in list(self.cache.entries()):
-            problem = self.cache.check(entry, marker)
+            problem = maintain.check(self.cache, entry, marker)
             row: dict[str, Any] = {
                 "build": entry.folder.name,
                 "asset": entry.name,
                 "status": "ok" if problem is None else "bad",
                 "problem": problem,
             }
-            if problem and repair and not marker.get("url"):
-                self.cache.invalidate(entry)
-                row["status"] = "failed"
-                row["problem"] = f"{problem}; removed it: provision it again with `download`"
-            elif problem and repair:
-                self.cache.invalidate(entry)
-                want = Want(
-                    entry.folder.name,
-                    entry.name,
-                    marker.get("size"),
-                    marker.get("expected_digest") or marker.get("digest"),
-                    marker["url"],
-                    marker.get("source", "github"),
-                )
-                try:
-                    self.provisioner.fetch_one(self.source_named(want.source), want)
-                    row["status"] = "repaired"
-                except HarnessError as err:
-                    row["status"], row["problem"] = "failed", f"{problem}; repair: {err}"
+            if problem and repair:
+                row.update(self._repair(entry, marker, problem))
             out.append(row)
         return out
 
-    def clean(self, release: str | None = None) -> list[Path]:
-        """Remove cached builds: all, or one release (a `v*`/`latest`: the build it names)."""
+    def _repair(self, entry: Entry, marker: dict[str, Any], problem: str) -> dict[str, Any]:
+        if not root.inside(self.cache.root, entry.folder):
+            return {"status": "failed"}  # the problem already says it was left alone
+        want = Want(
+            entry.folder.name,
+            entry.name,
+            marker.get("size"),
+            marker.get("expected_digest") or marker.get("digest"),
+            marker.get("url") or "",
+            marker.get("source") or "github",
+        )
+
+        def fetch(out: BinaryIO, algo: str) -> tuple[int, str]:
+            """Only when the archive itself is bad: a tree is re-extracted without the network."""
+            if not want.url:
+                raise SourceError("no download URL recorded; provision it again with `download`")
+            source = self.source_named(want.source)
+            return source.fetcher(source.prepare(want), lambda _n: None)(out, algo)
+
+        try:
+            self.cache.ensure(want, fetch, self.provisioner.policy, force=True)
+        except HarnessError as err:
+            return {"status": "failed", "problem": f"{problem}; repair: {err}"}
+        return {"status": "repaired"}
+
+    def clean(self, release: str | None = None, *, wait: bool = False) -> list[Path]:
+        """Remove cached builds: all, or one release (a `v*`/`latest`: the build it names).
+        Entries another process is writing are skipped (logged), or waited for with `wait`."""
+        return self.clean_cache(release, wait=wait).removed
+
+    def clean_cache(self, release: str | None = None, *, wait: bool = False) -> Cleaned:
+        if release is not None:
+            maintain.check_name(release)
         build = release
         if release and release not in self.cache.builds() and not BUILD.fullmatch(release):
             build = self.get_release(release).build or release
-        return self.cache.clean(build)
+        return maintain.clean(self.cache, build, wait=wait)
 
     def _cell(self, tag: str, os: str | None, arch: str | None, variant: str | None) -> Cell:
         hos, harch = assets.host_platform()
@@ -257,3 +279,43 @@ def clean_library_cache(
 ) -> list[Path]:
     """Remove cached builds: all, or one release (`b<N>`; a `v*`/`latest` asks GitHub which)."""
     return LibraryDownloader(cache_dir).clean(release)
+
+
+_LOADED: dict[str, Loaded] = {}
+
+
+def load_library(
+    version: str = "latest",
+    *,
+    cache_dir: str | Path | None = None,
+    sources: tuple[str, ...] = ("github", "npm"),
+    log: LogSink | None = None,
+) -> Loaded:
+    """Provision this machine's build of `version` and load it into THIS process.
+
+    One release per process: every release shares the SONAME libggml-base.so, so a second,
+    different release raises LoadFailed (run it in a child process instead). Loading the same
+    release again returns the same object.
+    """
+    # lazy: headers, libclang and ctypes cost the CLI ~20 ms at start-up and only this needs them
+    from harness.abi.release import release_api
+    from harness.load.loader import LoadFailed, find_libdir, load
+
+    dl = LibraryDownloader(cache_dir, sources=sources)
+    result = dl.download(version)
+    if result.stored is None:
+        raise LoadFailed(f"{version}: nothing was provisioned for this machine")
+    libdir = find_libdir(Path(result.stored.path))
+    check_before_load(Path(result.stored.path), libdir)  # the tree is as it was extracted
+    key = str(libdir)
+    if key in _LOADED:
+        return _LOADED[key]
+    if _LOADED:
+        other = next(iter(_LOADED))
+        raise LoadFailed(
+            f"{other} is already loaded in this process; llama.cpp releases share the SONAME "
+            "libggml-base.so, so load another release in a child process"
+        )
+    api = release_api(dl, result)
+    _LOADED[key] = loaded = load(libdir, api, log)
+    return loaded

@@ -1,8 +1,20 @@
-"""`llama-harness run`: provision the matrix, run conformance on what this host can run, report.
+"""`llama-harness run`: the matrix job, as stages run in order over one `Run`.
 
-Provisioning and preparation (headers → ABI, the model and its NumPy reference) happen here in
-the parent; each runnable cell then runs in its own child process, driven by pytest and spread
-over pytest-xdist workers. The parent never loads libllama.
+    prepare → provision → abi → binding → static → plan → cpu_variants → conformance → judge → bench
+    → report
+
+Each stage is a plain function of the `Run` (like nox's `workflow.execute`): it reads what the
+earlier ones left and fills each cell's typed `CellResult` (harness.report.cell); the verdict
+rules are in harness.report.judge. A cell whose fate is settled (not provisioned, not runnable
+here, no ABI) is left alone by the stages after. Provisioning and preparation (headers → ABI,
+the model and its NumPy reference) happen here in the parent; each runnable cell then runs in
+its own child process, one pytest test per cell, spread over pytest-xdist workers. The parent
+never loads libllama.
+
+Adding a stage: a function `def my_stage(run: Run) -> None` inserted into `STAGES` where its
+inputs exist (e.g. a per-cell check on the extracted tree after `provision`, one on the ABI
+after `abi`, a scheduler of its own in place of `bench`). It records checks with
+`cell.set_check(...)` and fails a cell with `judge.fail(cell, reason)`.
 """
 
 from __future__ import annotations
@@ -10,31 +22,55 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-import subprocess
-import sys
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.abi import Api
+from harness.abi import diff as apidiff
+from harness.abi import manifest as manifests
+from harness.abi.release import headers_dir, release_api
+from harness.binding import fetch as binding_source
+from harness.binding.check import exports_of
+from harness.binding.model import BindingDecl
+from harness.binding.releases import ReleaseAbi, check_release
+from harness.cache.store import check_before_load
 from harness.config.matrix import Cell
 from harness.errors import HarnessError
+from harness.host import choose, probe
 from harness.library import LibraryDownloader
+from harness.load.backends import supported_variants
 from harness.load.loader import find_libdir
-from harness.provision import CellResult
+from harness.provision import CellResult as Provisioned
+from harness.report import judge
 from harness.report import model as report
-from harness.sources import assets
+from harness.report.cell import CellResult
+from harness.report.compare import compare
 from harness.static import check_tree
+from harness.suites.child import Outcome
 from harness.suites.conformance import NAMES
+from harness.suites.fixtures import model as models
+from harness.suites.fixtures import reference
+from harness.suites.plugin import run_tests
+from harness.suites.throughput import presets_for
+from harness.suites.throughput_json import write_benchmark_json
+from harness.suites.throughput_rounds import measure_platform
 
 log = logging.getLogger(__name__)
 
 # A cell's child takes ~0.15 s, an xdist worker ~1 s to start: spread only what pays for it.
 MIN_CELLS_PER_WORKER = 8
-CPU_VARIANTS = {"cpu", "avx", "avx2", "avx512", "noavx", "openblas", "blas", "llvm", "msvc"}
+STATIC_FACTS = (
+    "libdir",
+    "glibc_max",
+    "glibcxx_max",
+    "macos_min",
+    "cpu_variants",
+    "exports_missing",
+    "external",
+)
+CHECK_NAMES = [*NAMES, "greedy_across_releases"]
 
 
 @dataclass
@@ -46,67 +82,19 @@ class Options:
     model: str = "tiny"
     quiet: bool = False
     manifest: str | None = None
+    binding: str | None = None  # matrix.yaml `binding:`: a file, folder or pip requirement
     cpu_variants: bool = True
     suites: tuple[str, ...] = ("conformance", "bench")
     bench_presets: tuple[str, ...] = ("tiny", "small-f16", "small-q8_0")
     baseline: dict[str, Any] | None = None
-
-
-def not_runnable(cell: Cell, host: tuple[str, str]) -> str | None:
-    """Why this host cannot run the cell, or None when it can."""
-    return plan(cell, host)[0]
-
-
-def plan(cell: Cell, host: tuple[str, str]) -> tuple[str | None, dict[str, Any]]:
-    """(why not, or None; what the cell's child needs) for running `cell` on this host.
-
-    GPU builds run with every layer offloaded when the host has the driver they need: Vulkan
-    with its loader and an ICD (a software one such as Mesa's lavapipe counts:
-    GGML_VK_VISIBLE_DEVICES=0 makes ggml accept a CPU-type device), CUDA with libcuda.
-    """
-    if (cell.os, cell.arch) != host:
-        return f"built for {cell.os}/{cell.arch}; this host is {host[0]}/{host[1]}", {}
-    if cell.variant in CPU_VARIANTS:
-        return None, {}
-    if (cell.os, cell.variant) == ("macos", "metal"):
-        return None, {"gpu_layers": 99}
-    if cell.variant == "vulkan":
-        why = _vulkan_missing()
-        if why:
-            return f"the vulkan build needs {why}", {}
-        return None, {"gpu_layers": 99, "env": {"GGML_VK_VISIBLE_DEVICES": "0"}, "gpu": "vulkan"}
-    if cell.variant.startswith("cuda"):
-        if not _library("cuda", "nvcuda"):
-            return "the CUDA build needs the NVIDIA driver (libcuda not found on this host)", {}
-        return None, {"gpu_layers": 99, "gpu": "cuda"}
-    return f"no probe for a {cell.variant} runtime on this host yet", {}
-
-
-def _library(*names: str) -> str | None:
-    import ctypes.util
-
-    return next((found for n in names if (found := ctypes.util.find_library(n))), None)
-
-
-def _vulkan_missing() -> str | None:
-    if not _library("vulkan", "vulkan-1"):
-        return "the Vulkan loader (libvulkan not found)"
-    dirs = [
-        Path(d)
-        for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d")
-    ]
-    if sys.platform.startswith("linux") and not any(
-        d.is_dir() and any(d.glob("*.json")) for d in dirs
-    ):
-        return "a Vulkan driver (no ICD in /usr/share/vulkan/icd.d or /etc/vulkan/icd.d)"
-    return None
+    bench_rounds: int | None = None  # None: throughput_rounds.ROUNDS
+    bench_aa: bool = False
 
 
 def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[str, Any]:
     """What every release must produce, from an independent NumPy forward pass (tiny model)."""
     if not tiny:
         return {}
-    from harness.suites.fixtures import reference
     ids = reference.tokenize(model, prompt)
     first = reference.forward(model, ids)[-1]
     return {
@@ -119,376 +107,353 @@ def expectations(model: Path, tiny: bool, prompt: str, n_predict: int) -> dict[s
     }
 
 
-def _base_row(res: CellResult) -> dict[str, Any]:
-    c = res.cell
-    s = res.stored
-    return {
-        "release": c.release,
-        "build": res.build,
-        "os": c.os,
-        "arch": c.arch,
-        "variant": c.variant,
-        "asset": res.asset,
-        "digest": s.digest if s else None,
-        "source": res.source,
-        "status": "pass",
-        "reason": "",
-        "checks": {},
-        "api": {},
-        "bench": {},
-    }
+@dataclass
+class Run:
+    """One run's state, as the stages fill it."""
+
+    dl: LibraryDownloader
+    wanted: Sequence[Cell]
+    opts: Options
+    host: probe.HostInfo = field(default_factory=probe.inspect_host)  # `choose.plan` reads it
+    model: Path | None = None
+    manifest: Any = None  # the consumer manifest, loaded
+    binding: BindingDecl | None = None  # matrix.yaml's `binding:`, read
+    provisioned: dict[str, Provisioned] = field(default_factory=dict)
+    cells: dict[str, CellResult] = field(default_factory=dict)  # by cell id, matrix order
+    settled: set[str] = field(default_factory=set)  # cells the later stages leave alone
+    apis: dict[str, Api] = field(default_factory=dict)  # build → its ABI
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runnable: child specs
+    variant_runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → spec (+ "of")
+    judged: dict[str, CellResult] = field(default_factory=dict)  # CPU-variant runs, judged
+    api_diffs: list[dict[str, Any]] = field(default_factory=list)
+    binding_releases: dict[str, dict[str, Any]] = field(default_factory=dict)  # release → verdict
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def going(self) -> Iterator[tuple[CellResult, Provisioned]]:
+        """The cells still in play, with what provisioning gave each."""
+        for cid, cell in self.cells.items():
+            if cid not in self.settled:
+                yield cell, self.provisioned[cid]
+
+    def settle(self, cell: CellResult) -> None:
+        self.settled.add(cell.id)
 
 
-def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str, Any]:
-    from harness.abi import manifest as manifests
-    from harness.abi.release import release_api
-    from harness.suites.fixtures import model as models
+Stage = Callable[[Run], None]
 
-    host = assets.host_platform()
-    model_path = models.ensure_model(dl.cache.root, opts.model)  # a bad `model:` fails first
-    wanted = manifests.load(opts.manifest) if opts.manifest else None
-    results = dl.download_cells(list(cells), raise_errors=False)
-    rows: dict[str, dict[str, Any]] = {}
-    specs: dict[str, dict[str, Any]] = {}
-    apis: dict[str, Api] = {}  # build → its ABI
-    expect: dict[str, Any] | None = None
-    api_dir = opts.out / "abi"
-    api_dir.mkdir(parents=True, exist_ok=True)
-    # progress (issue 12): one count per cell of headers → ABI → static checks
-    for res in dl.progress.each("prepare", results, lambda r: r.cell.id, after=2.0):
-        row = rows[res.cell.id] = _base_row(res)
-        if res.error:
-            row["status"], row["reason"] = "error", str(res.error)
-            continue
-        assert res.stored and res.build
-        try:
-            api = apis.get(res.build) or release_api(dl, res)
-        except HarnessError as err:
-            api = None
-            row["api"]["error"] = str(err)
-        if api is not None:
-            apis[res.build] = api
-            row["api"].update(
-                {
-                    "functions": len(api.functions),
-                    "structs": len(api.structs),
-                    "header": f"{res.build} llama.h",
-                }
-            )
-        static = check_tree(
-            Path(res.stored.path), res.cell.os, res.cell.arch, res.cell.variant, api
+
+def prepare(run: Run) -> None:
+    """The model first (a bad `model:` fails before any download), the consumer manifest, the
+    binding (a source that cannot be read fails before any download too)."""
+    run.model = models.ensure_model(run.dl.cache.root, run.opts.model)
+    if run.opts.manifest:
+        run.manifest = manifests.load(run.opts.manifest)
+    if run.opts.binding:
+        run.binding = binding_source.open_source(run.opts.binding, run.dl.cache.root)
+
+
+def provision(run: Run) -> None:
+    """Download, verify and extract every cell's build; a cell that could not be had is an error."""
+    for res in run.dl.download_cells(list(run.wanted), raise_errors=False):
+        c = res.cell
+        cell = CellResult(
+            c.release,
+            c.os,
+            c.arch,
+            c.variant,
+            build=res.build,
+            asset=res.asset,
+            digest=res.stored.digest if res.stored else None,
+            source=res.source,
         )
-        row["checks"].update({f"static.{k}": v for k, v in static.checks.items()})
-        row["static"] = {k: static.facts.get(k) for k in STATIC_FACTS if k in static.facts}
-        why, extra = plan(res.cell, host)
-        if why:
-            # another platform is judged by its binaries; this platform's GPU build that cannot
-            # run here (no driver) is a skip, with the reason, unless its binaries are broken
-            same_platform = (res.cell.os, res.cell.arch) == host
-            _static_only(row, static, why, skip=same_platform)
+        run.cells[c.id] = cell
+        run.provisioned[c.id] = res
+        if res.not_available:  # a package no source published: not checked, not failed
+            judge.not_available(cell, res.unavailable)
+            run.settle(cell)
+        elif res.error:
+            judge.error(cell, str(res.error))
+            run.settle(cell)
+
+
+def abi(run: Run) -> None:
+    """Each build's llama.h → its ABI (once per build); without one a cell can still be
+    inspected, not run."""
+    going = list(run.going())
+    for cell, res in run.dl.progress.each("headers", going, lambda cr: cr[0].id, after=2.0):
+        assert res.build
+        try:
+            api = run.apis.get(res.build) or release_api(run.dl, res)
+        except HarnessError as err:
+            cell.api["error"] = str(err)
             continue
+        run.apis[res.build] = api
+        cell.api.update(
+            {
+                "functions": len(api.functions),
+                "structs": len(api.structs),
+                "header": f"{res.build} llama.h",
+            }
+        )
+
+
+def binding(run: Run) -> None:
+    """matrix.yaml's `binding:` against each cell: its release's headers and that cell's own
+    exports (any platform's, read with LIEF). A `binding` check per cell, which fails the cell
+    once it has been judged (`judge.binding`, in `judge_cells`: the verdicts of `plan_runs` and
+    `conformance` replace a status set before them); one verdict per release for the report's
+    "Your binding" section."""
+    decl = run.binding
+    if decl is None:
+        return
+    for cell, res in run.going():
+        api = run.apis.get(res.build or "")
+        if api is None or res.stored is None:
+            continue
+        try:
+            exports: set[str] | None = exports_of(find_libdir(Path(res.stored.path)), cell.os)
+        except (HarnessError, ValueError):
+            exports = None
+        v = check_release(decl, ReleaseAbi(cell.release, res.build or "", api, exports))
+        text = "compatible" if not v.breaks else f"{len(v.breaks)} break(s): {v.breaks[0]}"
+        cell.set_check("binding", "fail" if v.breaks else "pass", f"{decl.name}: {text}")
+        run.binding_releases.setdefault(cell.release, v.to_json())
+
+
+def static(run: Run) -> None:
+    """The binaries of every platform: architecture, exports, libraries they need, ..."""
+    going = list(run.going())
+    for cell, res in run.dl.progress.each("static", going, lambda cr: cr[0].id, after=2.0):
+        assert res.stored and res.build
+        found = check_tree(
+            Path(res.stored.path), cell.os, cell.arch, cell.variant, run.apis.get(res.build)
+        )
+        cell.checks.update({f"static.{k}": v for k, v in found.checks.items()})
+        cell.static = {k: found.facts.get(k) for k in STATIC_FACTS if k in found.facts}
+
+
+def plan_runs(run: Run) -> None:
+    """Which cells this host runs, and each one's child spec; the others are judged on their
+    static checks (another platform), or skipped with the reason (a GPU build of this platform
+    without its driver here)."""
+    api_dir = run.opts.out / "abi"
+    api_dir.mkdir(parents=True, exist_ok=True)
+    expect: dict[str, Any] | None = None
+    for cell, res in list(run.going()):
+        assert res.stored and res.build and run.model
+        why, extra = choose.plan(res.cell, run.host)
+        if why:
+            judge.static_only(cell, why, skip=(cell.os, cell.arch) == (run.host.os, run.host.arch))
+            run.settle(cell)
+            continue
+        api = run.apis.get(res.build)
         if api is None:  # runnable here, but without its header we cannot call it safely
-            row["status"] = "error"
-            row["reason"] = f"no ABI for {res.build}: {row['api'].get('error')}"
+            judge.error(cell, f"no ABI for {res.build}: {cell.api.get('error')}")
+            run.settle(cell)
             continue
         try:
             libdir = find_libdir(Path(res.stored.path))
+            check_before_load(Path(res.stored.path), libdir)  # the tree is as it was extracted
         except HarnessError as err:
-            row["status"], row["reason"] = "error", str(err)
+            judge.error(cell, str(err))
+            run.settle(cell)
             continue
         api_path = api_dir / f"{res.build}.json"
         if not api_path.exists():
             api_path.write_text(api.to_json(), encoding="utf-8")
         if expect is None:
-            expect = expectations(model_path, opts.model == models.TINY, models.PROMPT, 16)
-        specs[res.cell.id] = {
+            tiny = run.opts.model == models.TINY
+            expect = expectations(run.model, tiny, models.PROMPT, 16)
+        run.specs[cell.id] = {
             **extra,
             "libdir": str(libdir),
             "api": str(api_path),
-            "model": str(model_path),
+            "model": str(run.model),
             "prompt": models.PROMPT,
             "expect": expect,
             "n_predict": 16,
-            "threads": opts.threads,
+            "threads": run.opts.threads,
         }
-    variant_runs = _cpu_variant_specs(specs, opts) if opts.cpu_variants else {}
-    if specs and "conformance" in opts.suites:
-        runs = {**specs, **variant_runs}
-        landing = [(opts.out / "cells" / f"{cid}.json", cid) for cid in runs]
-        with dl.progress.watching("conformance", landing):  # a count per cell as results land
-            _pytest(runs, opts)
-    for cid, spec in specs.items():
-        if "conformance" in opts.suites:
-            _merge(rows[cid], opts.out / "cells" / f"{cid}.json", spec)
-        else:
-            rows[cid]["reason"] = "conformance not run (--suite)"
-    _compare_across_releases([rows[c] for c in specs])
-    _merge_cpu_variants(rows, variant_runs, opts.out)
-    diffs = _api_diffs(list(rows.values()), apis)
-    if wanted is not None:
-        _manifest(list(rows.values()), apis, wanted, str(opts.manifest))
-    for row in rows.values():
-        _fold_static(row)
-    if "bench" in opts.suites:
-        _bench(dl, results, rows, specs, opts)
-    rep = report.build(list(rows.values()), {"model": str(model_path), "api_diffs": diffs})
-    from harness.report.compare import compare
-
-    rep["comparison"] = compare(rep, opts.baseline)
-    return rep
 
 
-def _bench(
-    dl: LibraryDownloader,
-    results: list[CellResult],
-    rows: dict[str, dict[str, Any]],
-    specs: dict[str, dict[str, Any]],
-    opts: Options,
-) -> None:
-    """Throughput, one cell at a time (timings taken in parallel would mean nothing), on the
-    cells that ran; GPU builds on a software device are not worth timing."""
-    from harness.abi.release import headers_dir
-    from harness.suites.throughput import presets_for, run_bench, write_benchmark_json
-
-    presets = presets_for(dl.cache.root, list(opts.bench_presets))
-    for res in results:
-        cid = res.cell.id
-        spec, row = specs.get(cid), rows[cid]
-        if spec is None or spec.get("gpu") == "vulkan" or row["status"] not in ("pass", "fail"):
-            continue
-        assert res.stored
-        bspec = {
-            **spec,
-            "presets": presets,
-            "threads": opts.threads,
-            "rounds": 2,
-            "include": str(headers_dir(dl, res)),
-            "cache": str(dl.cache.root),
-            "build": res.build,
-            "tree": str(res.stored.path),
-        }
-        row["bench"] = run_bench(
-            bspec, opts.out / "work" / cid / "bench", timeout=max(opts.timeout, 600)
-        )
-        if "error" not in row["bench"]:
-            write_benchmark_json(opts.out, row["bench"], row)
-
-
-def _cpu_variant_specs(
-    specs: dict[str, dict[str, Any]], opts: Options
-) -> dict[str, dict[str, Any]]:
-    """One more run per ggml CPU backend variant this CPU supports, each forced in its child."""
-    from harness.load.backends import supported_variants
-
-    out: dict[str, dict[str, Any]] = {}
-    for cid, spec in specs.items():
-        if spec.get("gpu"):
-            continue
+def cpu_variants(run: Run) -> None:
+    """One more run per ggml CPU backend variant this CPU supports, each forced in its child
+    (a conformance run: nothing to do without that suite)."""
+    if not run.opts.cpu_variants or "conformance" not in run.opts.suites:
+        return
+    cpu = [(cid, spec) for cid, spec in run.specs.items() if not spec.get("gpu")]
+    for cid, spec in run.dl.progress.each("cpu-variants", cpu, lambda cs: cs[0], after=2.0):
         try:
-            variants = supported_variants(Path(spec["libdir"]), timeout=opts.timeout)
+            variants = supported_variants(Path(spec["libdir"]), timeout=run.opts.timeout)
         except HarnessError as err:
             log.info("%s: no CPU variant runs: %s", cid, err)
             continue
         if len(variants) < 2:  # one variant (or none: built in) is what the main run used
             continue
         for v in variants:
-            out[f"{cid}+cpu-{v}"] = {**spec, "cpu_variant": v, "of": cid}
-    return out
+            run.variant_runs[f"{cid}+cpu-{v}"] = {**spec, "cpu_variant": v, "of": cid}
 
 
-def _merge_cpu_variants(
-    rows: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]], out: Path
-) -> None:
-    """The variants of one build must all pass and agree on the greedy tokens."""
-    by_cell: dict[str, dict[str, Any]] = {}
-    for vid, spec in runs.items():
-        try:
-            outcome = json.loads((out / "cells" / f"{vid}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            outcome = {"status": "error", "reason": "no result", "facts": {}}
-        by_cell.setdefault(spec["of"], {})[spec["cpu_variant"]] = outcome
+def conformance(run: Run) -> None:
+    """Every runnable cell and CPU-variant run: one pytest test each, one child each; each
+    cell's outcome as its test judged it."""
+    if not run.specs:
+        return
+    if "conformance" not in run.opts.suites:
+        for cid in run.specs:
+            run.cells[cid].reason = "conformance not run (--suite)"
+        return
+    every = {**run.specs, **run.variant_runs}
+    opts = run.opts
+    workers = min(opts.workers, len(every) // MIN_CELLS_PER_WORKER)
+    landing = [(opts.out / "cells" / f"{cid}.json", cid) for cid in every]
+    with run.dl.progress.watching("conformance", landing):  # a count per cell as results land
+        tests, trouble = run_tests(
+            every,
+            opts.out,
+            workers=workers,
+            timeout=opts.timeout,
+            quiet=opts.quiet,
+            # the per-cell count replaces pytest's own lines ("bringing up nodes...")
+            log=opts.out / "work" / "pytest.log" if run.dl.progress.mode != "off" else None,
+        )
+    if trouble:
+        log.warning("the conformance tests did not finish: %s", trouble)
+    for cid in every:
+        target = run.cells.get(cid)
+        if target is None:  # a CPU-variant run, judged the same way
+            spec = run.variant_runs[cid]
+            of = run.cells[spec["of"]]
+            target = run.judged[cid] = CellResult(of.release, of.os, of.arch, spec["cpu_variant"])
+        judge.conformance(target, _outcome(opts.out, cid), tests.get(cid), _starts(opts.out, cid))
+
+
+def judge_cells(run: Run) -> None:
+    """What no single cell's child can say: greedy tokens across releases, the CPU variants of
+    one build, API changes, the consumer manifest, the binding; then the static checks of cells
+    that ran."""
+    ran = [run.cells[cid] for cid in run.specs]
+    judge.across_releases(ran)
+    by_cell: dict[str, dict[str, CellResult | None]] = {}
+    for vid, spec in run.variant_runs.items():
+        by_cell.setdefault(spec["of"], {})[spec["cpu_variant"]] = run.judged.get(vid)
     for cid, variants in by_cell.items():
-        row = rows[cid]
-        want = (row.get("facts") or {}).get("greedy")
-        summary, bad = {}, []
-        for v, o in variants.items():
-            same = (o.get("facts") or {}).get("greedy") == want
-            summary[v] = {"status": o["status"], "reason": o.get("reason", ""), "greedy_same": same}
-            if o["status"] != "pass" or not same:
-                bad.append(f"{v}: {o['status']}{'' if same else ', other greedy tokens'}")
-        row["cpu_variants"] = summary
-        row["checks"]["cpu_variants"] = {
-            "status": "fail" if bad else "pass",
-            "message": "; ".join(bad)
-            if bad
-            else f"{len(variants)} CPU backend variants pass with the same greedy tokens",
-            "seconds": 0.0,
+        judge.cpu_variants(run.cells[cid], variants)
+    run.api_diffs = api_diffs(list(run.cells.values()), run.apis)
+    if run.manifest is not None:
+        name = str(run.opts.manifest)
+        verdicts = {b: manifests.check(run.manifest, api) for b, api in run.apis.items()}
+        for cell in run.cells.values():
+            verdict = verdicts.get(cell.build or "")
+            if verdict is not None:
+                judge.manifest(cell, name, None if verdict.compatible else list(verdict.breaks))
+    for cell in run.cells.values():
+        judge.binding(cell)
+        judge.fold_static(cell)
+
+
+def bench(run: Run) -> None:
+    """Throughput, one child at a time (timings taken in parallel would mean nothing), on the
+    cells that ran, the releases of each platform interleaved (`measure_platform`); GPU builds on
+    a software device are not worth timing."""
+    if "bench" not in run.opts.suites:
+        return
+    opts = run.opts
+    presets = presets_for(run.dl.cache.root, list(opts.bench_presets))
+    platforms: dict[str, dict[str, dict[str, Any]]] = {}  # releases of a platform: interleaved
+    for cid, res in run.provisioned.items():
+        spec, cell = run.specs.get(cid), run.cells[cid]
+        if spec is None or spec.get("gpu") == "vulkan" or cell.status not in ("pass", "fail"):
+            continue
+        assert res.stored
+        bspec = {
+            **spec,
+            "presets": presets,
+            "threads": opts.threads,
+            "include": str(headers_dir(run.dl, res)),
+            "cache": str(run.dl.cache.root),
+            "build": res.build,
+            "tree": str(res.stored.path),
         }
-        if bad and row["status"] == "pass":
-            row["status"], row["reason"] = "fail", "CPU variants: " + "; ".join(bad)
+        platforms.setdefault(f"{cell.os}-{cell.arch}-{cell.variant}", {})[cid] = bspec
+    # a count per platform: its releases are measured together, interleaved
+    for plat, contenders in run.dl.progress.each("bench", platforms.items(), lambda pc: pc[0]):
+        work = opts.out / "work" / "bench" / plat
+        timeout = max(opts.timeout, 600)
+        benches = measure_platform(contenders, work, timeout, opts.bench_rounds, opts.bench_aa)
+        for cid, section in benches.items():
+            run.cells[cid].bench = section
+            if "error" not in section:
+                write_benchmark_json(opts.out, section, run.cells[cid].to_json())
 
 
-STATIC_FACTS = (
-    "libdir",
-    "glibc_max",
-    "glibcxx_max",
-    "macos_min",
-    "cpu_variants",
-    "exports_missing",
-    "external",
+def build_report(run: Run) -> None:
+    """report.json's content: every cell serialised once, API diffs, the comparison."""
+    cells = [c.to_json() for c in run.cells.values()]
+    more: dict[str, Any] = {"model": str(run.model), "api_diffs": run.api_diffs}
+    if run.binding is not None:
+        more["binding"] = {
+            "name": run.binding.name,
+            "source": str(run.opts.binding),
+            "releases": list(run.binding_releases.values()),
+        }
+    run.report = report.build(cells, more)
+    run.report["comparison"] = compare(run.report, run.opts.baseline)
+
+
+STAGES: tuple[Stage, ...] = (
+    prepare,
+    provision,
+    abi,
+    binding,
+    static,
+    plan_runs,
+    cpu_variants,
+    conformance,
+    judge_cells,
+    bench,
+    build_report,
 )
 
 
-def _static_only(row: dict[str, Any], static: Any, why: str, skip: bool = False) -> None:
-    """A cell this host cannot run passes or fails on its static checks alone (or, for a build
-    of this very platform, is a skip when they pass)."""
-    row["scope"] = "static"
-    if static.ok and skip:
-        row["status"], row["reason"] = "skip", why
-    elif static.ok:
-        row["status"], row["reason"] = "pass", f"static checks only: {why}"
-    else:
-        bad = [f"{k}: {v['message']}" for k, v in static.checks.items() if v["status"] == "fail"]
-        row["status"], row["reason"] = "fail", "; ".join(bad)
+def execute(state: Run, stages: Sequence[Stage] = STAGES) -> Run:
+    """Run the stages in order over one state."""
+    for stage in stages:
+        log.debug("stage %s", stage.__name__)
+        stage(state)
+    return state
 
 
-def _fold_static(row: dict[str, Any]) -> None:
-    """A cell that ran still fails when its binaries fail a static check."""
-    if row.get("scope") == "static" or row["status"] not in ("pass",):
-        return
-    bad = [
-        f"{k}: {v['message']}"
-        for k, v in row["checks"].items()
-        if k.startswith("static.") and v["status"] == "fail"
-    ]
-    if bad:
-        row["status"], row["reason"] = "fail", "; ".join(bad)
+def run(dl: LibraryDownloader, cells: Sequence[Cell], opts: Options) -> dict[str, Any]:
+    """The matrix job: report.json's content for these cells (the CLI writes the files)."""
+    return execute(Run(dl, cells, opts)).report
 
 
-def _api_diffs(rows: list[dict[str, Any]], apis: dict[str, Api]) -> list[dict[str, Any]]:
+# ------------------------------------------------------------------------- helpers
+
+
+def _outcome(out: Path, cid: str) -> Outcome | None:
+    try:
+        return Outcome.from_json(json.loads((out / "cells" / f"{cid}.json").read_text("utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _starts(out: Path, cid: str) -> int:
+    try:
+        return len((out / "work" / cid / "cell.starts.jsonl").read_text("utf-8").splitlines())
+    except OSError:
+        return 0
+
+
+def api_diffs(cells: list[CellResult], apis: dict[str, Api]) -> list[dict[str, Any]]:
     """Each release's llama.h against the previous release of the matrix."""
-    from harness.abi import diff as apidiff
-    builds = list(dict.fromkeys(r["build"] for r in rows if r.get("build") in apis))
+    builds = list(dict.fromkeys(c.build for c in cells if c.build in apis))
     out = []
     for old, new in itertools.pairwise(builds):
         d = apidiff.diff(apis[old], apis[new])
         out.append({"old": old, "new": new, "summary": d.summary(), "diff": d.to_json()})
-        for r in rows:
-            if r.get("build") == new:
-                r["api"]["diff_vs_previous"] = f"vs {old}: {d.summary()}"
+        for c in cells:
+            if c.build == new:
+                c.api["diff_vs_previous"] = f"vs {old}: {d.summary()}"
     return out
-
-
-def _manifest(rows: list[dict[str, Any]], apis: dict[str, Api], wanted: Any, name: str) -> None:
-    from harness.abi import manifest as manifests
-    verdicts = {b: manifests.check(wanted, api) for b, api in apis.items()}
-    for r in rows:
-        v = verdicts.get(r.get("build") or "")
-        if v is None:
-            continue
-        r["api"]["manifest"] = "compatible" if v.compatible else "breaks: " + "; ".join(v.breaks)
-        r["checks"]["manifest"] = {
-            "status": "pass" if v.compatible else "fail",
-            "message": f"{name}: compatible"
-            if v.compatible
-            else f"{name} breaks: " + "; ".join(v.breaks),
-            "seconds": 0.0,
-        }
-        if not v.compatible and r["status"] == "pass":
-            r["status"], r["reason"] = "fail", f"{name} breaks: " + "; ".join(v.breaks)
-
-
-def _pytest(specs: dict[str, dict[str, Any]], opts: Options) -> None:
-    work = opts.out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    cells_file = work / "cells.json"
-    cells_file.write_text(
-        json.dumps({"cells": specs, "out": str(opts.out), "timeout": opts.timeout}),
-        encoding="utf-8",
-    )
-    ini = work / "pytest.ini"
-    ini.write_text("[pytest]\n", encoding="utf-8")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-c",
-        str(ini),
-        "--rootdir",
-        str(work),
-        "-p",
-        "harness.suites.plugin",
-        "-p",
-        "no:cacheprovider",
-        "--cells",
-        str(cells_file),
-        "--pyargs",
-        "harness.suites.test_conformance",
-        "-q",
-        "-rfE",
-        "--junitxml",
-        str(opts.out / "junit-conformance.xml"),
-    ]
-    workers = min(opts.workers, len(specs) // MIN_CELLS_PER_WORKER)
-    if workers > 1:
-        cmd += ["-p", "xdist", "-n", str(workers), "--dist", "loadgroup"]
-    # Only our plugin (and xdist): a user's installed pytest plugins have no business here,
-    # and loading them costs every worker start-up time.
-    env = {
-        **os.environ,
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
-    subprocess.run(
-        cmd, check=False, env=env, stdout=subprocess.DEVNULL if opts.quiet else sys.stderr
-    )
-
-
-def _merge(row: dict[str, Any], path: Path, spec: dict[str, Any]) -> None:
-    try:
-        outcome = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        row["status"], row["reason"] = "error", "the cell produced no result"
-        return
-    row["status"], row["reason"] = outcome["status"], outcome["reason"]
-    row["checks"] = {**outcome["checks"], **row["checks"]}  # the static checks came first
-    row["facts"] = outcome.get("facts", {})
-    row["log_tail"] = outcome.get("log_tail", [])
-    row["seconds"] = outcome.get("seconds", {})
-    row["api"].update(
-        {"backends": outcome.get("backends"), "missing_symbols": outcome.get("missing_symbols", [])}
-    )
-    row["devices"] = outcome.get("devices", [])
-    gpu = spec.get("gpu")
-    if (
-        gpu
-        and row["status"] in ("pass", "fail")
-        and not any(d.lower().startswith(gpu) for d in row["devices"])
-    ):  # it ran, but on the CPU: say so instead of claiming the GPU build works
-        said = next((d for d in row["devices"] if "ound" in d or "no " in d), "no device used")
-        row["status"], row["reason"] = "skip", f"ggml accepted no {gpu} device here ({said})"
-
-
-def _compare_across_releases(rows: list[dict[str, Any]]) -> None:
-    """Greedy tokens must agree across every release that produced them."""
-    seen = [(r, tuple(r.get("facts", {}).get("greedy") or ())) for r in rows]
-    seen = [(r, g) for r, g in seen if g]
-    if len(seen) < 2:
-        return
-    common, _ = Counter(g for _, g in seen).most_common(1)[0]
-    for r, g in seen:
-        same = g == common
-        r["checks"]["greedy_across_releases"] = {
-            "status": "pass" if same else "fail",
-            "message": f"same {len(g)} tokens as the other releases"
-            if same
-            else f"{list(g)} differs from the other releases' {list(common)}",
-            "seconds": 0.0,
-        }
-        if not same and r["status"] == "pass":
-            r["status"], r["reason"] = "fail", "greedy tokens differ from the other releases"
-
-
-CHECK_NAMES = [*NAMES, "greedy_across_releases"]

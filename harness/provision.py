@@ -53,6 +53,12 @@ class CellResult:
     source: str | None = None
     error: HarnessError | None = None
     rel: Release | None = None  # what the serving source said about the release
+    unavailable: dict[str, str] = field(default_factory=dict)  # source → why it has no package
+
+    @property
+    def not_available(self) -> bool:
+        """No source has this platform's package: not checked, never a failed platform."""
+        return isinstance(self.error, AssetNotFound) and bool(self.unavailable)
 
     def to_json(self) -> dict[str, Any]:
         s = self.stored
@@ -250,6 +256,8 @@ class Provisioner:
                     nxt = self._next(source)
                     if nxt is not None:
                         log.warning("source %s: %s; trying %s", source.name, err, nxt.name)
+                    else:
+                        log.info("source %s: %s", source.name, err)
         return self._releases[key]
 
     def _next(self, source: Source) -> Source | None:
@@ -295,12 +303,14 @@ class Provisioner:
                 res.error = err
                 fresh = self._asked_again(source, rel)
                 if fresh is None:
+                    res.unavailable[source.name] = str(err)
                     continue
                 rel = fresh
                 try:
                     asset, companions = pick(rel, res.cell)
-                except HarnessError as err2:
+                except AssetNotFound as err2:
                     res.error = err2
+                    res.unavailable[source.name] = str(err2)
                     continue
             res.build, res.source, res.asset, res.error = rel.build, rel.source, asset.name, None
             res.rel = rel
@@ -325,6 +335,7 @@ class Provisioner:
         pending = [(r, 0) for r in results]
         cancel = Cancel()
         with self.progress:
+            self._prefetch(cells)
             while pending:
                 self._resolve(((self.sources[i], r.cell.release) for r, i in pending), cancel)
                 plans = []
@@ -334,6 +345,15 @@ class Provisioner:
                         plans.append((res, *plan))
                 pending = self._download(plans, cancel)
         return results
+
+    def _prefetch(self, cells: Sequence[Cell]) -> None:
+        """Many releases wanted: a source that can list them (100 a call) does, up front."""
+        tags = list(dict.fromkeys(c.release for c in cells))
+        for source in self.sources:
+            prefetch = getattr(source, "prefetch", None)
+            if prefetch is not None:
+                with self.progress.status(f"{source.name}: listing releases") as show:
+                    prefetch(tags, show)
 
     def _download(self, plans: list[Any], cancel: Cancel) -> list[tuple[CellResult, int]]:
         """Fetch every planned asset once; cells whose source failed go on to the next one."""
@@ -375,6 +395,8 @@ class Provisioner:
                 res.asset = stored[0].asset  # a source may serve a stand-in (npm rebuilds)
                 continue
             res.error = next(g for g in got if isinstance(g, HarnessError))
+            if isinstance(res.error, AssetNotFound):
+                res.unavailable[source.name] = str(res.error)
             if isinstance(res.error, SourceError) and i + 1 < len(self.sources):
                 log.warning(
                     "%s from %s failed (%s); trying %s",

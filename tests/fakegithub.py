@@ -50,6 +50,15 @@ class Faults:
     extra_bytes: dict[str, int] = field(default_factory=dict)  # serve more than the API's size
     release_body: Any = None  # replace every API body with this (a malformed answer)
     stall: dict[str, int] = field(default_factory=dict)  # asset → bytes sent, then silence
+    # hostile servers (issue 11): bodies without end, trickles, loops, odd headers
+    api_raw: bytes | None = None  # every API JSON answer is these bytes, as they are
+    api_endless: bool = False  # API answers are `[` and then whitespace without end
+    api_trickle: bool = False  # API answers send one byte every 50 ms, without end
+    api_slow_headers: bool = False  # API answers trickle one header line, a byte every 50 ms
+    self_link: bool = False  # the release list's `Link: next` points at the same page
+    api_headers: dict[str, str] = field(default_factory=dict)  # override on every API answer
+    endless_assets: set[str] = field(default_factory=set)  # asset bytes without end
+    declared_size: dict[str, int | None] = field(default_factory=dict)  # the API's `size`
 
 
 class FakeGitHub:
@@ -74,6 +83,7 @@ class FakeGitHub:
         self._assets = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "assets"))
         for s in (self._api, self._assets):
             s.daemon_threads = True
+        self.stopping = threading.Event()  # ends the endless bodies
         self._threads = [
             threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True)
             for s in (self._api, self._assets)
@@ -113,6 +123,7 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         for s in (self._api, self._assets):
             s.shutdown()
             s.server_close()
@@ -153,7 +164,7 @@ class FakeGitHub:
                     "label": "",
                     "content_type": "application/zip",
                     "state": "uploaded",
-                    "size": len(a.data),
+                    "size": self.faults.declared_size.get(a.name, len(a.data)),
                     "digest": a.digest,
                     "download_count": 0,
                     "created_at": rel.published_at,
@@ -198,16 +209,37 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def _endless(self, first: bytes, fill: bytes, pause: float = 0.0) -> None:
+            """200 and a body that never ends (until the client goes or the server stops)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            for k, v in {**self._limits(), **gh.faults.api_headers}.items():
+                self.send_header(k, v)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self.wfile.write(first)
+            while not gh.stopping.is_set():
+                self.wfile.write(fill)
+                self.wfile.flush()
+                if pause:
+                    time.sleep(pause)
+
         def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-            if gh.faults.release_body is not None:
-                data = gh.faults.release_body
-            body = json.dumps(data).encode()
+            f = gh.faults
+            if f.api_endless or f.api_trickle:
+                self._endless(b"[", b" " * (1 if f.api_trickle else 65536), 0.05 * f.api_trickle)
+                return
+            if f.release_body is not None:
+                data = f.release_body
+            body = json.dumps(data).encode() if f.api_raw is None else f.api_raw
             etag = f'"{hashlib.sha1(body).hexdigest()}"'
             h = {
                 "Content-Type": "application/json; charset=utf-8",
                 "ETag": etag,
                 **self._limits(),
                 **(headers or {}),
+                **gh.faults.api_headers,
             }
             if status == 200 and self.headers.get("If-None-Match") == etag:
                 with gh.lock:
@@ -224,11 +256,20 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                 "x-ratelimit-reset": str(gh.reset_at),
                 "x-ratelimit-used": str(gh.rate_limit - max(gh.remaining, 0)),
                 "x-ratelimit-resource": "core",
+                **{k: v for k, v in gh.faults.api_headers.items() if k.startswith("x-ratelimit")},
             }
 
         # -- the API host -------------------------------------------------------------------------
 
         def _api(self) -> None:
+            if gh.faults.api_slow_headers:
+                self.close_connection = True
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not gh.stopping.is_set():
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
             url = urlsplit(self.path)
             path = unquote(url.path)
             with gh.lock:
@@ -280,7 +321,11 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                 chunk = visible[(page - 1) * per_page : page * per_page]
                 last = max(1, -(-len(visible) // per_page))
                 links = []
-                if page < last:
+                if gh.faults.self_link:
+                    links.append(
+                        f'<{gh.api_url}{base}?per_page={per_page}&page={page}>; rel="next"'
+                    )
+                elif page < last:
                     links.append(
                         f'<{gh.api_url}{base}?per_page={per_page}&page={page + 1}>; rel="next"'
                     )
@@ -337,6 +382,9 @@ def _handler(gh: FakeGitHub, role: str) -> type[BaseHTTPRequestHandler]:
                     cut_at = f.cut[name]
             if asset is None:
                 self._send(404, b"Not Found")
+                return
+            if name in f.endless_assets:
+                self._endless(asset.data, b"\0" * 65536)
                 return
             data = asset.data + b"\0" * f.extra_bytes.get(name, 0)
             if junk:

@@ -106,7 +106,7 @@ def test_digest_mismatch_twice_is_exit_4_and_leaves_nothing(harness, gh: FakeGit
     assert r.code == 4
     assert TGZ in r.err and "digest mismatch" in r.err
     folder = harness.cache / "releases" / NEW
-    assert sorted(p.name for p in folder.iterdir()) == [f"{TGZ}.lock"]
+    assert sorted(p.name for p in folder.iterdir()) == []  # its lock lives under locks/
 
 
 def test_verify_required_refuses_assets_without_digest(harness, tmp_path: Path) -> None:
@@ -241,9 +241,7 @@ def test_unsafe_archive_is_exit_4_and_nothing_kept(tmp_path: Path, capsys) -> No
     assert code == 4
     assert "llama-b1-bin-ubuntu-x64.zip" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "escape.txt").exists()
-    assert sorted(os.listdir(tmp_path / "c" / "releases" / "b1")) == [
-        "llama-b1-bin-ubuntu-x64.zip.lock"
-    ]
+    assert sorted(os.listdir(tmp_path / "c" / "releases" / "b1")) == []  # lock: under locks/
 
 
 def test_more_bytes_than_published_is_refused(harness, gh: FakeGitHub) -> None:

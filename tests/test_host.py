@@ -11,18 +11,17 @@ from typing import Any
 
 import pytest
 
-from harness.host.probe import Cuda, HostInfo, Icd, Vulkan, choose_variant, inspect_host, render
+from harness.host.choose import choose_variant, render
+from harness.host.probe import Cuda, HostInfo, Icd, Vulkan, inspect_host
 from harness.load.backends import (
     BUILT_IN,
-    backend_modules,
     cpu_backend_choice,
-    cpu_libraries,
     cpu_variants_in,
     score_variants,
     supported_by_flags,
     supported_variants,
 )
-from harness.load.loader import find_libdir
+from harness.load.loader import backend_modules, cpu_libraries, find_libdir
 from harness.sources.assets import host_platform
 
 # ---------------------------------------------------------------- this machine
@@ -231,7 +230,7 @@ def test_cpu_variant_names_from_files(tmp_path: Path) -> None:
         "libllama-common.so",
     ]:
         (tmp_path / name).write_bytes(b"")
-    assert cpu_variants_in(tmp_path) == ["armv8.2_3", "default", "haswell", "zen4"]
+    assert cpu_variants_in(tmp_path) == ["armv8.2_3", "generic", "haswell", "zen4"]
     assert [p.name for p in backend_modules(tmp_path)] == ["libggml-cuda.so", "libggml-vulkan.so"]
 
 
@@ -304,7 +303,7 @@ def test_forcing_a_variant_loads_that_library_only(libdirs: dict[str, Path], tag
     assert forced["error"] is None
     assert (forced["variant"], forced["loaded"], forced["library"]) == (other, [other], lib.name)
     assert forced["mapped"] == [lib.name]
-    assert forced["backends"] == f"ggml_backend_load({other})"
+    assert forced["backends"] == f"ggml_backend_load(cpu-{other})"
 
     # GGML_BACKEND_PATH does not force: it adds a second CPU backend after the best one
     env = cpu_backend_choice(libdir, env={"GGML_BACKEND_PATH": str(lib)})

@@ -12,10 +12,11 @@ from tests.conftest import ROOT
 from tests.realbuilds import CACHE, provision
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -24,13 +25,15 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_inspect_host_without_a_release() -> None:
-    proc = cli("--json", "inspect-host")
+def test_inspect_host_without_a_release(tmp_path: Path) -> None:
+    """No release named and no matrix.yaml here: the host alone (tests/test_wording.py has the
+    matrix's newest release)."""
+    proc = cli("--json", "inspect-host", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["host"]["os"] in ("linux", "macos", "windows")
     assert "choice" not in data
-    text = cli("inspect-host").stdout
+    text = cli("inspect-host", cwd=tmp_path).stdout
     assert "CPU" in text and "Vulkan" in text and "CUDA" in text
 
 

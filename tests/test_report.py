@@ -27,6 +27,8 @@ import pytest
 from harness.report import html as report_html
 from harness.report import junit
 from harness.report import model as report
+from harness.report.markdown import MD_LIMIT, markdown
+from harness.report.publish import write
 from tests.conftest import ROOT
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\" <img src=x onerror=alert(1)>"
@@ -273,7 +275,7 @@ def test_schema_rejects_a_broken_report(doctor: Any) -> None:
 
 
 def test_markdown_first_screen_answers_can_i_bump() -> None:
-    md = report.markdown(synthetic())
+    md = markdown(synthetic())
     head = md.split("## Releases")[0]
     assert "## Can I bump?" in head
     verdicts = {ln.split("**")[1]: ln for ln in head.splitlines() if ln.startswith("- ")}
@@ -299,7 +301,7 @@ def test_markdown_first_screen_answers_can_i_bump() -> None:
 
 
 def test_markdown_release_sections_group_failures_and_show_throughput() -> None:
-    md = report.markdown(synthetic())
+    md = markdown(synthetic())
     sections = md.split("### ")
     b6673 = next(s for s in sections if s.startswith("b6673"))
     assert "- API vs b6000: +1 functions; 1 structs changed" in b6673
@@ -342,20 +344,20 @@ def test_comparison_entries_match_cells_however_they_name_them() -> None:
     ch = report.changes(rep)
     assert ch[("latest", "linux/x64/cpu", "tiny/tg16")]["previous"] == "baseline"
     assert "verdict" not in ch[("b6673", "linux/x64/cpu", "tiny/pp64")]  # the plain change
-    assert "🐢 slower: linux/x64/cpu tiny tg16 −20.0 %" in report.markdown(rep)
+    assert "🐢 slower: linux/x64/cpu tiny tg16 −20.0 %" in markdown(rep)
     page = report_html.render(rep)
     assert page.count('class="point slower"') == 1 and 'class="point faster"' not in page
     assert "vs baseline" in page
 
 
 def test_markdown_without_bench_or_comparison() -> None:
-    md = report.markdown(synthetic(with_bench=False))
+    md = markdown(synthetic(with_bench=False))
     assert "t/s" not in md and "## Throughput changes" not in md and "🐢" not in md
     assert "| b6673 | ✅ | 💥 | ❌ |" in md
 
 
 def test_markdown_never_carries_raw_html() -> None:
-    md = report.markdown(synthetic())
+    md = markdown(synthetic())
     assert "<script" not in md and "<img" not in md
     assert "&lt;script&gt;" in md
 
@@ -370,13 +372,13 @@ def test_markdown_is_capped_for_the_step_summary() -> None:
             c["release"] = c["build"] = f"b{7000 + i}"
             c["reason"] = (c["reason"] + " ") * 3
             big["cells"].append(c)
-    full = report.markdown(big, limit=10**9)
-    md = report.markdown(big)
-    assert len(full.encode()) > report.MD_LIMIT
-    assert len(md.encode()) <= report.MD_LIMIT
+    full = markdown(big, limit=10**9)
+    md = markdown(big)
+    assert len(full.encode()) > MD_LIMIT
+    assert len(md.encode()) <= MD_LIMIT
     assert md.startswith(full[:2000])  # the first screen is kept whole
     assert "✂️ Cut here" in md.splitlines()[-1] and "report.html" in md.splitlines()[-1]
-    assert "✂️" not in report.markdown(synthetic())  # a small report is never cut
+    assert "✂️" not in markdown(synthetic())  # a small report is never cut
 
 
 # --- report.xml ---------------------------------------------------------------------------------
@@ -471,7 +473,7 @@ def test_write_writes_every_file_and_the_step_summary(
     rep = synthetic()
     for c in rep["cells"]:
         c["reason"] += " undecodable \udcff byte"  # a lone surrogate cannot be UTF-8
-    report.write(rep, tmp_path / "out")
+    write(rep, tmp_path / "out")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["report.html", "report.json", "report.md", "report.xml"]
     report.validate(json.loads((tmp_path / "out" / "report.json").read_text()))
@@ -684,7 +686,7 @@ def test_a_real_run_writes_valid_reports(tmp_path: Path) -> None:
     rep = json.loads((out / "report.json").read_text())
     report.validate(rep)
     md = (out / "report.md").read_text()
-    assert "- ✅ **b10361**: bump — all 2 platforms pass (1 ran here, 1 static checks only)" in md
+    assert "- ✅ **b10361**: bump — both platforms pass (1 ran here, 1 static checks only)" in md
     assert "| b10361 | ✅ | ☑️ |" in md
     xmlschema = pytest.importorskip("xmlschema")
     xmlschema.XMLSchema(str(XSD)).validate(str(out / "report.xml"))
@@ -696,3 +698,43 @@ def test_a_real_run_writes_valid_reports(tmp_path: Path) -> None:
     if shutil.which("chromium"):
         dom = Dom(browse(out / "report.html", tmp_path, "--dump-dom").stdout)
         assert len([a for a in dom.find("td") if "data-status" in a]) == 4
+
+
+# --- matrix.yaml's binding: (issue 13) -----------------------------------------------------------
+
+
+def _verdict(release: str, breaks: list[str]) -> dict[str, Any]:
+    return {
+        "release": release,
+        "build": release,
+        "verdict": "breaks" if breaks else "compatible",
+        "breaks": breaks,
+        "warnings": [],
+        "functions_checked": 12,
+        "structs_checked": 3,
+        "unmapped": [],
+    }
+
+
+def test_binding_section_merges_renders_and_escapes(tmp_path: Path) -> None:
+    """Shards that checked one binding on different releases merge into one section; report.md
+    and report.html both show it, a build's text escaped."""
+    bad = "llama_decode: binding passes 3 argument(s) <script>x</script>, b6673 takes 2"
+    shards = []
+    for i, verdict in enumerate([_verdict("b6673", [bad]), _verdict("b10361", [])]):
+        one = synthetic(with_bench=False)
+        one["binding"] = {"name": "mine <b>", "source": "./mine.py", "releases": [verdict]}
+        (tmp_path / f"s{i}").mkdir()
+        (tmp_path / f"s{i}" / "report.json").write_text(json.dumps(one))
+        shards.append(tmp_path / f"s{i}")
+    merged = report.merge(shards)
+    report.validate(merged)
+    assert [r["release"] for r in merged["binding"]["releases"]] == ["b6673", "b10361"]
+    md = markdown(merged)
+    assert "## Your binding" in md and "**mine &lt;b&gt;** (`./mine.py`)" in md
+    assert "- ❌ **b6673**: breaks (12 functions, 3 structs checked, 1 break)" in md
+    assert "- ✅ **b10361**: compatible (12 functions, 3 structs checked)" in md
+    assert f"  - `{bad}`" in md  # a code span: shown as written, never read as HTML
+    page = report_html.render(merged)
+    assert '<section id="binding"><h2>Your binding</h2>' in page
+    assert "<script" not in page and "&lt;script&gt;x&lt;/script&gt;" in page

@@ -15,6 +15,11 @@
 A diff between two releases lists everything; a manifest narrows it to what breaks *this*
 binding. Types written by hand are compared by meaning, not text: `const struct llama_vocab*`
 matches the header's `const struct llama_vocab *`, and `int32_t` matches `llama_token`.
+
+One module past 400 lines on purpose: it is the manifest format end to end (schema and its error
+messages, reading, writing, generating from a header, checking against one), and the reader and
+the checker share the spelling of a function (`_function_spec`); split, the format would be
+described in two places.
 """
 
 from __future__ import annotations

@@ -16,15 +16,17 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import filelock
 
 from harness.abi import Api, headers, parse_headers
 from harness.cache import atomic
+from harness.cache.store import Cache
+from harness.config.matrix import Cell
 from harness.errors import HarnessError, SourceError
 from harness.provision import CellResult
-from harness.sources.github import GitHubSource
-from harness.sources.mirror import MirrorSource
+from harness.sources.base import Release, Source
 from harness.sources.npm import MAIN, NpmSource
 
 log = logging.getLogger(__name__)
@@ -32,28 +34,28 @@ log = logging.getLogger(__name__)
 BUNDLE = "package/llama/gitRelease.bundle"
 
 
-def _from_tarball(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
-    from harness.library import LibraryDownloader
+class Downloader(Protocol):
+    """What fetching a release's headers needs of a downloader (`library.LibraryDownloader`,
+    which sits above this layer and so is never imported here)."""
 
-    assert isinstance(dl, LibraryDownloader) and res.rel and res.source
-    source = dl.source_named(res.source)
-    target = tmp / "source.tar.gz"
-    if isinstance(source, MirrorSource):
-        url = source._asset_url(res.rel.build or res.rel.tag, {"name": "source.tar.gz"})
-    elif isinstance(source, GitHubSource) and res.rel.tarball_url:
-        url = res.rel.tarball_url
-    else:
-        raise SourceError(f"{res.source} has no source archive for {res.build}")
-    source.download_to(url, target)
-    return headers.headers_from_source_tarball(target, dest)
+    cache: Cache
+
+    def source_named(self, name: str) -> Source: ...
+
+    def get_release(self, tag: str) -> Release: ...
 
 
-def _from_npm(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
-    from harness.library import LibraryDownloader
+def _from_tarball(dl: Downloader, res: CellResult, dest: Path, tmp: Path) -> Path:
+    if res.rel is None or not res.source:
+        raise SourceError(f"no release known for {res.build}: no source archive")
+    archive = dl.source_named(res.source).source_archive(res.rel, tmp / "source.tar.gz")
+    return headers.headers_from_source_tarball(archive, dest)
 
-    assert isinstance(dl, LibraryDownloader) and res.build
+
+def _from_npm(dl: Downloader, res: CellResult, dest: Path, tmp: Path) -> Path:
     npm = dl.source_named("npm")
-    assert isinstance(npm, NpmSource)
+    if not isinstance(npm, NpmSource) or not res.build:
+        raise SourceError(f"npm cannot give the headers of {res.build}")
     version = npm.version_for(res.build)
     tgz = npm.pack(f"{MAIN}@{version}", tmp)
     bundle = tmp / "gitRelease.bundle"
@@ -71,14 +73,13 @@ def _from_npm(dl: object, res: CellResult, dest: Path, tmp: Path) -> Path:
     return headers.headers_from_bundle(bundle, dest)
 
 
-Getter = Callable[[object, CellResult, Path, Path], Path]
+Getter = Callable[[Downloader, CellResult, Path, Path], Path]
 
 
-def headers_dir(dl: object, res: CellResult) -> Path:
+def headers_dir(dl: Downloader, res: CellResult) -> Path:
     """The release's include folder, fetched on first use; the cell's own source first."""
-    from harness.library import LibraryDownloader
-
-    assert isinstance(dl, LibraryDownloader) and res.build
+    if not res.build:
+        raise SourceError(f"{res.cell.release}: no build known, so no headers")
     root = dl.cache.root / "headers" / res.build
     include = root / "include"
     if (include / "llama.h").is_file():
@@ -101,12 +102,8 @@ def headers_dir(dl: object, res: CellResult) -> Path:
     raise SourceError(f"no headers for {res.build}: " + "; ".join(errors))
 
 
-def api_for_release(dl: object, tag: str) -> tuple[str, Api]:
+def api_for_release(dl: Downloader, tag: str) -> tuple[str, Api]:
     """(build, Api) of a release by tag, from the first source in the chain that knows it."""
-    from harness.config.matrix import Cell
-    from harness.library import LibraryDownloader
-
-    assert isinstance(dl, LibraryDownloader)
     rel = dl.get_release(tag)
     if not rel.build:
         raise SourceError(f"release {tag!r} names no build")
@@ -114,7 +111,7 @@ def api_for_release(dl: object, tag: str) -> tuple[str, Api]:
     return rel.build, release_api(dl, res)
 
 
-def release_api(dl: object, res: CellResult, target: str | None = None) -> Api:
+def release_api(dl: Downloader, res: CellResult, target: str | None = None) -> Api:
     """The release's ABI from its own llama.h (parsed once per target, then read from JSON)."""
     include = headers_dir(dl, res)
     cached = include.parent / f"api-{target or 'host'}.json"

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from harness.cache.root import is_place_error, place_error
 from harness.errors import UnsafeArchive
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "archive_type", "safe_extract"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "archive_type", "safe_extract", "swap_into_place"]
 
 # tarfile's extraction filters arrived in 3.10.12 / 3.11.4; without them our own checks stand alone.
 _HAS_TAR_FILTER = hasattr(tarfile, "data_filter")
@@ -155,6 +156,11 @@ def _check_plan(job: _Job, entries: list[_Entry]) -> None:
         job.member = "/".join(e.parts)
         key = _fold(e.parts)
         prev = seen.get(key)
+        if prev is not None and prev.parts != e.parts:
+            raise job.refuse(
+                f"differs only in case from {'/'.join(prev.parts)!r} "
+                "(the two collide on macOS and Windows file systems)"
+            )
         if prev is not None and not (prev.kind == e.kind and e.kind in ("file", "dir")):
             raise job.refuse(f"appears twice, as {prev.kind} and {e.kind}")
         if e.kind == "hardlink":
@@ -304,7 +310,7 @@ def _check_tree(job: _Job) -> None:
                 raise job.refuse("symlink resolves outside the target", path)
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
+def swap_into_place(tmp: Path, target: Path) -> None:
     """Rename the finished tree into place; an old target goes only once the new one is there."""
     if not os.path.lexists(target):
         os.rename(tmp, target)
@@ -334,27 +340,29 @@ def safe_extract(
 ) -> Path:
     """Extract `archive` to `target` (replaced if present) all or nothing; return `target`.
 
-    Raises UnsafeArchive for anything refused, corrupt or unwritable, with temp files removed
-    and `target` as it was.
+    Raises UnsafeArchive for anything refused or corrupt, CacheError when the folder cannot take it
+    (a full disk, no permission), with temp files removed and `target` as it was.
     """
     archive, target = Path(archive), Path(target)
     kind = kind or archive_type(archive)
     extractor = _EXTRACTORS.get(kind)
     if extractor is None:
         raise UnsafeArchive(f"{archive.name}: unsupported archive type {kind!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
     job = _Job(archive.name, tmp, limits)
     try:
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
             job.compressed = max(archive.stat().st_size, 1)
             extractor(job, archive)
             _check_tree(job)
-            _swap_into_place(tmp, target)
+            swap_into_place(tmp, target)
         except _CORRUPT as err:
             raise job.refuse(f"corrupt or truncated archive: {err}") from err
         except OSError as err:
+            if is_place_error(err):  # the disk or the folder, not the archive: exit 5, not 4
+                raise place_error(err, f"extract {archive.name} into", target.parent) from err
             raise job.refuse(f"cannot extract: {err}") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,50 +1,53 @@
 """The on-disk cache: one folder per build, one lock per asset, a ready-marker written last.
 
 Layout under the cache root:
+    CACHEDIR.TAG                          marks the folder as ours (nothing is deleted without it)
     api/                                  ETag cache of API answers (sources)
+    locks/<build>/<asset>.lock            filelock, taken by every writer, clean-cache and repair
     releases/<build>/<asset>              the verified archive
-    releases/<build>/<asset>.ready.json   marker: digest, size, source, time (written last)
-    releases/<build>/<asset>.lock         filelock; only avoids duplicate work
+    releases/<build>/<asset>.files.json   every extracted file's sha256 (written before the marker)
+    releases/<build>/<asset>.ready.json   marker: digests, size, source, paths relative to the root
     releases/<build>/<asset stem>/        the extracted tree
 
-Correctness never rests on the lock (flock can silently succeed on NFS): every writer uses its own
-`<asset>.<uuid8>.incomplete` temp file and `os.replace`s it into place, and a cell counts as cached
-only when its marker exists, which is written after everything else.
+Correctness never rests on the lock alone (flock can silently succeed on NFS): every writer uses
+its own `<asset>.<uuid8>.incomplete` temp file and `os.replace`s it into place, and a cell counts as
+cached only when its marker exists, which is written after everything else. Locks live outside the
+build folders, and are never deleted, so that a lock file is one inode for as long as anyone
+waits on it and `clean-cache` can remove a whole build folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import errno
 import json
 import logging
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
-import filelock
 import platformdirs
 
-from harness.cache import atomic, hashes
-from harness.cache.extract import archive_type, safe_extract
+from harness.cache import atomic, hashes, root, treefiles
+from harness.cache.extract import archive_type, safe_extract, swap_into_place
+from harness.cache.want import Fetcher, Want
+from harness.config.matrix import VERIFY_POLICIES as POLICIES
 from harness.errors import ConfigError, DigestMismatch, DigestMissing, IntegrityError
-from harness.sources.base import Fetcher, Want
 
 log = logging.getLogger(__name__)
 
 ENV_CACHE = "LLAMA_HARNESS_CACHE"
-LOCK_WAIT_S = 3600.0
-POLICIES = ("required", "if-available", "off")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@=-]{0,200}")
 
 
 def default_root(override: str | Path | None = None) -> Path:
     chosen = override or os.environ.get(ENV_CACHE) or platformdirs.user_cache_dir("llama-harness")
-    return Path(chosen).expanduser().resolve()
+    return root.resolve(chosen)
 
 
 def stem(asset_name: str) -> str:
@@ -54,12 +57,20 @@ def stem(asset_name: str) -> str:
     return asset_name
 
 
+def safe_name(part: str, what: str = "name") -> str:
+    """Names come from a server or the command line: only plain file names become paths."""
+    if not _SAFE_NAME.fullmatch(part) or part.startswith("."):
+        raise IntegrityError(f"refusing unsafe {what} {part!r}")
+    return part
+
+
 @dataclass(frozen=True)
 class Entry:
     """Where one asset of one build lives in the cache."""
 
     folder: Path
     name: str
+    lock: Path
 
     @property
     def archive(self) -> Path:
@@ -70,24 +81,20 @@ class Entry:
         return self.folder / f"{self.name}.ready.json"
 
     @property
-    def lock(self) -> Path:
-        return self.folder / f"{self.name}.lock"
+    def files(self) -> Path:
+        return self.folder / f"{self.name}.files.json"
 
     @property
     def tree(self) -> Path:
         return self.folder / stem(self.name)
 
     def read_marker(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return _read_json(self.marker)
 
 
 @dataclass(frozen=True)
 class Stored:
-    """One provisioned asset, as recorded in its marker."""
+    """One provisioned asset, as recorded in its marker (paths absolute here, relative on disk)."""
 
     asset: str
     build: str
@@ -100,25 +107,61 @@ class Stored:
     archive: str
     path: str  # the extracted tree
     time: str
+    files_digest: str = ""  # of <asset>.files.json, the record of the extracted tree
     cached: bool = False
 
-    def to_marker(self) -> dict[str, Any]:
-        data = asdict(self)
+    def to_marker(self, cache_root: Path) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
         data.pop("cached")
+        for key in ("archive", "path"):  # a cache restored at another path keeps working
+            data[key] = Path(data[key]).relative_to(cache_root).as_posix()
         return data
+
+    @classmethod
+    def from_marker(cls, data: dict[str, Any], entry: Entry) -> Stored | None:
+        """Paths come from where the entry is now, whatever the marker holds (markers of earlier
+        versions hold absolute paths, possibly of another machine)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"cached", "archive", "path"}
+        try:
+            return cls(
+                **{k: v for k, v in data.items() if k in known},
+                archive=str(entry.archive),
+                path=str(entry.tree),
+                cached=True,
+            )
+        except TypeError:
+            return None
 
 
 class Cache:
-    def __init__(self, root: str | Path | None = None) -> None:
-        self.root = default_root(root)
+    def __init__(self, root_dir: str | Path | None = None, *, lock_timeout: float | None = None):
+        self.root = default_root(root_dir)
+        self._ours_by_name = not (root_dir or os.environ.get(ENV_CACHE))
+        self.lock_timeout = root.lock_timeout(lock_timeout)
+        self._claimed = False
+
+    def claim(self) -> None:
+        """Tag the root as a harness cache where it is one (see cache/root.py)."""
+        if not self._claimed:
+            root.claim(self.root, ours_by_name=self._ours_by_name)
+            self._claimed = True
 
     def check_writable(self) -> None:
+        self.claim()
+        for child in self.root.iterdir():
+            if child.is_symlink() and not root.inside(self.root, child):
+                raise ConfigError(
+                    f"{child} leads outside the cache folder (to {os.path.realpath(child)}); "
+                    "nothing is written through it: remove the link, or point --cache-dir at "
+                    "the other disk"
+                )
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe.{uuid.uuid4().hex[:8]}"
             probe.touch()
             probe.unlink()
         except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise root.place_error(err, "write", self.root) from err
             raise ConfigError(
                 f"cache folder {self.root} is not usable ({err.strerror or err}); "
                 "choose another with --cache-dir or LLAMA_HARNESS_CACHE"
@@ -129,18 +172,20 @@ class Cache:
         return self.root / "releases"
 
     def entry(self, build: str, name: str) -> Entry:
-        """Names come from a server: only plain file names may become paths in the cache."""
-        for part in (build, name):
-            if not _SAFE_NAME.fullmatch(part) or part.startswith("."):
-                raise IntegrityError(f"refusing unsafe asset name {build!r}/{name!r}")
-        return Entry(self.releases / build, name)
+        safe_name(build, "build name")
+        safe_name(name, "asset name")
+        return Entry(self.releases / build, name, self.root / "locks" / build / f"{name}.lock")
 
     def lookup(self, want: Want) -> Stored | None:
-        """A warm hit: marker present and consistent. No hashing, no network."""
+        """A warm hit: marker, archive, tree and its record present. No hashing, no network."""
         entry = self.entry(want.build, want.name)
         marker = entry.read_marker()
         if not marker or not entry.archive.is_file() or not entry.tree.is_dir():
             return None
+        if not marker.get("files_digest") or not entry.files.is_file():
+            return None  # an earlier version's entry: re-extracted once (no download) to record it
+        if not root.inside(self.root, entry.folder):
+            return None  # a build folder linked out of the cache is not ours to hand out
         if (
             want.digest
             and marker.get("expected_digest")
@@ -148,55 +193,58 @@ class Cache:
         ):
             log.info("%s: the source now publishes another digest; fetching again", want.name)
             return None
-        try:
-            return Stored(**marker, cached=True)
-        except TypeError:
-            return None
+        return Stored.from_marker(marker, entry)
 
-    def ensure(self, want: Want, fetch: Fetcher, policy: str = "if-available") -> Stored:
+    def ensure(
+        self, want: Want, fetch: Fetcher, policy: str = "if-available", *, force: bool = False
+    ) -> Stored:
+        """The asset, verified and extracted: from the cache, else fetched. `force` provisions it
+        again even when the cache holds it (repair), reusing an archive that still verifies."""
         if policy not in POLICIES:
             raise ConfigError(f"verify policy {policy!r} is not one of {', '.join(POLICIES)}")
-        hit = self.lookup(want)
+        hit = None if force else self.lookup(want)
         if hit:
             return hit
         entry = self.entry(want.build, want.name)
-        entry.folder.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(entry.lock), thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            log.warning("waiting for lock on %s", entry.lock)
-            lock.acquire(timeout=LOCK_WAIT_S)
-        try:
-            hit = self.lookup(want)  # someone else finished it while we waited
+        self.claim()
+        root.require_inside(self.root, entry.lock.parent, "write")
+        with root.locked(entry.lock, self.lock_timeout, want.name):
+            hit = None if force else self.lookup(want)  # someone else finished it while we waited
             if hit:
                 return hit
-            _remove_leftovers(entry)
-            return self._provision(entry, want, fetch, policy)
-        finally:
-            lock.release()
+            try:
+                return self._provision(entry, want, fetch, policy)
+            except OSError as err:
+                if root.is_place_error(err):
+                    raise root.place_error(err, "write", entry.folder) from err
+                raise
 
     def _provision(self, entry: Entry, want: Want, fetch: Fetcher, policy: str) -> Stored:
         if want.digest is None and policy == "required":
             raise DigestMissing(
                 f"{want.name}: the source publishes no digest and verify is 'required'"
             )
+        root.require_inside(self.root, entry.folder, "write")
+        entry.folder.mkdir(parents=True, exist_ok=True)
         checking = policy != "off" and want.digest is not None
         algo = hashes.algorithm(want.digest) if checking else "sha256"
-        # Drop whatever an earlier provision left, so a failure below leaves nothing behind;
-        # an archive that a killed run already verified and renamed into place is kept.
-        entry.marker.unlink(missing_ok=True)
-        shutil.rmtree(entry.tree, ignore_errors=True)
-        reused = self._reusable(entry, want, algo) if checking else None
+        old = entry.read_marker()
+        self._remove_leftovers(entry)
+        # An archive that verifies (a killed run renamed it into place, or only the tree is
+        # wrong) is kept; anything else goes first, so a failure below leaves nothing behind.
+        reused = self._reusable(entry, want, algo, checking, old)
         if reused:
             size, digest = reused
         else:
-            entry.archive.unlink(missing_ok=True)
+            for path in (entry.marker, entry.files, entry.archive):
+                root.remove(self.root, path)
             size, digest = self._download(entry, want, fetch, policy, algo, checking)
         try:
-            safe_extract(entry.archive, entry.tree, kind=archive_type(entry.name))
+            files = self._extract(entry)
+            files_digest = treefiles.save(entry.files, entry.tree.name, files)
         except BaseException:
-            entry.archive.unlink(missing_ok=True)
+            for path in (entry.marker, entry.files, entry.archive):
+                root.remove(self.root, path)
             raise
         stored = Stored(
             asset=want.name,
@@ -210,18 +258,40 @@ class Cache:
             archive=str(entry.archive),
             path=str(entry.tree),
             time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            files_digest=files_digest,
         )
-        _write_json_atomic(entry.marker, stored.to_marker())
+        _write_json_atomic(entry.marker, stored.to_marker(self.root))
         return stored
 
+    def _extract(self, entry: Entry) -> treefiles.Files:
+        """Extract beside the tree, record it, and keep a tree already in place when it is
+        identical (readers of it are not disturbed); otherwise the marker goes, then the swap."""
+        fresh = entry.folder / f".{entry.tree.name}.{uuid.uuid4().hex[:8]}.new"
+        try:
+            safe_extract(entry.archive, fresh, kind=archive_type(entry.name))
+            files = treefiles.record(fresh)
+            if treefiles.problems(entry.tree, files, limit=1):
+                root.remove(self.root, entry.marker)
+                swap_into_place(fresh, entry.tree)
+            else:
+                log.info("%s: the extracted tree in place is intact; kept", entry.name)
+        finally:
+            root.remove(self.root, fresh)
+        return files
+
     @staticmethod
-    def _reusable(entry: Entry, want: Want, algo: str) -> tuple[int, str] | None:
-        if not (want.digest and entry.archive.is_file()):
+    def _reusable(
+        entry: Entry, want: Want, algo: str, checking: bool, old: dict[str, Any] | None
+    ) -> tuple[int, str] | None:
+        expected = want.digest if checking else (old or {}).get("digest")
+        if not isinstance(expected, str) or entry.archive.is_symlink():
+            return None
+        if not entry.archive.is_file() or hashes.algorithm(expected) != algo:
             return None
         digest = hashes.file_digest(entry.archive, algo)
-        if not _same(digest, want.digest):
+        if not _same(digest, expected):
             return None
-        log.info("%s: reusing the verified archive a previous run left", want.name)
+        log.info("%s: reusing the verified archive already in the cache", want.name)
         return entry.archive.stat().st_size, digest
 
     @staticmethod
@@ -233,7 +303,7 @@ class Cache:
         for attempt in (1, 2):
             tmp = entry.folder / f"{entry.name}.{uuid.uuid4().hex[:8]}.incomplete"
             try:
-                with tmp.open("wb") as out:
+                with _create(tmp) as out:
                     size, digest = fetch(out, algo)
                     out.flush()
                     os.fsync(out.fileno())
@@ -255,45 +325,26 @@ class Cache:
                 tmp.unlink(missing_ok=True)
         raise AssertionError("unreachable")
 
+    def _remove_leftovers(self, entry: Entry) -> None:
+        """Under the lock, any temp file of this asset belongs to a dead process (kill -9)."""
+        temps = (f"{entry.name}.*.incomplete", f".{entry.tree.name}.*", f"..{entry.tree.name}.*")
+        for pattern in temps:
+            for leftover in entry.folder.glob(pattern):
+                log.info("removing leftover %s", leftover.name)
+                root.remove(self.root, leftover)
+
     # -- maintenance ------------------------------------------------------------------------------
 
     def entries(self) -> Iterator[tuple[Entry, dict[str, Any]]]:
         if not self.releases.is_dir():
             return
         for marker in sorted(self.releases.glob("*/*.ready.json")):
-            entry = Entry(marker.parent, marker.name[: -len(".ready.json")])
+            name = marker.name[: -len(".ready.json")]
+            try:
+                entry = self.entry(marker.parent.name, name)
+            except IntegrityError:
+                continue  # not a name we would ever have written
             yield entry, entry.read_marker() or {}  # an unreadable marker is itself a fault
-
-    def check(self, entry: Entry, marker: dict[str, Any]) -> str | None:
-        """Re-hash one archive against its marker: None when good, else what is wrong."""
-        if not marker.get("digest"):
-            return "ready-marker unreadable"
-        if not entry.archive.is_file():
-            return "archive missing"
-        if not entry.tree.is_dir():
-            return "extracted tree missing"
-        recorded = str(marker.get("digest", ""))
-        try:
-            algo = hashes.algorithm(recorded)
-        except IntegrityError:
-            return f"marker holds a malformed digest {recorded!r}"
-        actual = hashes.file_digest(entry.archive, algo)
-        return None if _same(actual, recorded) else f"digest {actual} != recorded {recorded}"
-
-    def invalidate(self, entry: Entry) -> None:
-        """Forget one asset (marker first, so no reader ever sees a half-removed entry)."""
-        entry.marker.unlink(missing_ok=True)
-        entry.archive.unlink(missing_ok=True)
-        shutil.rmtree(entry.tree, ignore_errors=True)
-
-    def clean(self, build: str | None = None) -> list[Path]:
-        targets = [self.releases / build] if build else [self.releases]
-        removed = []
-        for target in targets:
-            if target.exists():
-                shutil.rmtree(target)
-                removed.append(target)
-        return removed
 
     def builds(self) -> list[str]:
         if not self.releases.is_dir():
@@ -301,20 +352,62 @@ class Cache:
         return sorted(p.name for p in self.releases.iterdir() if p.is_dir())
 
 
+def check_before_load(tree: Path, libdir: Path) -> None:
+    """Raise IntegrityError unless every entry of `libdir` (the libraries the loader preloads and
+    the folder ggml scans for backends) is exactly what was extracted into `tree`."""
+    tree, libdir = Path(tree), Path(libdir)
+    folder = tree.parent
+    try:
+        rel = libdir.relative_to(tree).as_posix()
+    except ValueError as err:
+        raise IntegrityError(f"{libdir} is not inside the extracted tree {tree}") from err
+    for marker_path in folder.glob("*.ready.json"):
+        name = marker_path.name[: -len(".ready.json")]
+        if stem(name) != tree.name:
+            continue
+        data = _read_json(marker_path) or {}
+        if not data.get("files_digest"):
+            break
+        files = treefiles.load(folder / f"{name}.files.json", str(data["files_digest"]))
+        wrong = treefiles.problems(tree, files, folder=rel)
+        if wrong:
+            raise IntegrityError(
+                f"{folder.name}/{tree.name}: {'; '.join(wrong)}; not loading it "
+                "(`llama-harness verify --repair` extracts it again)"
+            )
+        return
+    raise IntegrityError(
+        f"{folder.name}/{tree.name}: no record of its extracted files; not loading it "
+        "(`llama-harness verify --repair` extracts it again)"
+    )
+
+
+def _create(path: Path) -> BinaryIO:
+    """A new file in an entry folder that clean-cache may be removing right now (it removes
+    empty build folders): make the folder again and retry, the race is a few microseconds."""
+    for attempt in range(5):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return cast(BinaryIO, path.open("xb"))
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _same(a: str, b: str) -> bool:
     try:
         return hashes.same(a, b)
     except IntegrityError:
         return False
-
-
-def _remove_leftovers(entry: Entry) -> None:
-    """Under the lock, any temp file of this asset belongs to a dead process (kill -9)."""
-    for leftover in entry.folder.glob(f"{entry.name}.*.incomplete"):
-        log.info("removing leftover %s", leftover.name)
-        leftover.unlink(missing_ok=True)
-    for leftover in entry.folder.glob(f".{entry.tree.name}.*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

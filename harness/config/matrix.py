@@ -7,6 +7,7 @@ ours: jsonschema's messages name neither the file nor what *is* allowed.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ SCHEMA: dict[str, Any] = {
         },
         "model": {"type": "string", "minLength": 1},
         "manifest": {"type": "string", "minLength": 1},
+        "binding": {"type": "string", "minLength": 1},
     },
 }
 
@@ -120,6 +122,7 @@ class Matrix:
     verify: str = "if-available"
     model: str = "tiny"
     manifest: str | None = None
+    binding: str | None = None  # a file, folder or pip requirement (harness.binding)
     path: Path | None = field(default=None, compare=False)
 
     def cells(self, releases: Sequence[str] | None = None) -> list[Cell]:
@@ -150,15 +153,14 @@ def _describe(err: jsonschema.ValidationError) -> str:
     v = err.validator
     if v == "additionalProperties":
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return f"unknown key {', '.join(map(repr, extra))} (allowed: {allowed})"
+        extra = sorted(map(str, set(err.instance) - set(err.schema.get("properties", {}))))
+        return f"unknown key {_clip(', '.join(map(repr, extra)), 80)} (allowed: {allowed})"
     if v == "enum":
-        return (
-            f"{err.instance!r} is not allowed (allowed: {', '.join(map(str, err.validator_value))})"
-        )
+        allowed = ", ".join(map(str, err.validator_value))
+        return f"{_short(err.instance)} is not allowed (allowed: {allowed})"
     if v == "pattern":
         allowed = _ALLOWED_BY_PATTERN.get(str(err.validator_value), str(err.validator_value))
-        return f"{err.instance!r} is not allowed (allowed: {allowed})"
+        return f"{_short(err.instance)} is not allowed (allowed: {allowed})"
     if v == "minItems":
         return "must not be empty"
     if v == "required":
@@ -169,7 +171,17 @@ def _describe(err: jsonschema.ValidationError) -> str:
         return "give either 'variant' or 'variants', not both"
     if v == "minProperties":
         return "an exclude rule needs at least one of release, os, arch, variant"
-    return err.message
+    return _clip(err.message, 200)
+
+
+def _short(value: Any) -> str:
+    """A value as it appears in an error line: never the whole of a huge instance."""
+    return _clip(reprlib.repr(value), 80)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def validate(data: Any, source: str) -> None:
@@ -207,6 +219,7 @@ def parse(data: Any, source: str = "matrix.yaml", path: Path | None = None) -> M
         verify=data.get("verify", "if-available"),
         model=_relative(data.get("model", "tiny"), path),
         manifest=_relative(data.get("manifest"), path),
+        binding=_binding(data.get("binding"), path),
         path=path,
     )
 
@@ -217,6 +230,16 @@ def _relative(location: Any, matrix_path: Path | None) -> Any:
     if not location or location == "tiny" or "://" in location or matrix_path is None:
         return location
     return str((matrix_path.parent / Path(location).expanduser()).resolve())
+
+
+def _binding(location: Any, matrix_path: Path | None) -> Any:
+    """A binding that names an existing file or folder beside the matrix is relative to it;
+    anything else (`llama-cpp-python==0.3.16`) is a pip requirement, kept as written."""
+    if location and matrix_path is not None:
+        here = matrix_path.parent / Path(location).expanduser()
+        if here.exists() or "/" in location or "\\" in location:
+            return str(here.resolve())
+    return location
 
 
 def _default(p: dict[str, str]) -> str:

@@ -1,28 +1,15 @@
-"""What this machine is and which build variant of a release it should run (`inspect-host`).
+"""What this machine is (`inspect-host`): OS, libc, CPU features, and every GPU runtime found.
 
 Probing reads what the OS already knows (files, `ldconfig -p`, `sysctl`, the registry,
 `IsProcessorFeaturePresent`) and never initialises a GPU: the one library it loads is the CUDA
 driver, for `cuDriverGetVersion`, which needs no device. Every probe is guarded, so a strange
 machine gives `None`s and empty lists, never an exception; subprocesses have a 3 s limit.
 
-Which variant, in preference order (`choose_variant`):
+Which build variant this host runs is decided from what is found here, in `host.choose`.
 
-1. metal: the Metal framework is there (macOS).
-2. cuda-X: the CUDA driver is found and supports CUDA X's major version (a newer major is too
-   new; an older minor of the same major runs through CUDA's minor-version compatibility and is
-   ranked after the builds the driver fully supports). The runtime (cudart + cuBLAS of major X):
-   GitHub releases ship it in the `cudart-llama-bin-...` companion that the harness provisions
-   with the binary, so by default (`cuda_runtime_bundled=True`) only the driver matters; with
-   `False` the host must have libcudart and libcublas of that major.
-3. rocm-* / hip-*: the HIP runtime (libamdhip64 / amdhip64*.dll) is found.
-4. vulkan (and the old Vulkan-based kompute): the loader and at least one ICD. An ICD that is
-   a software rasteriser (Mesa lavapipe/llvmpipe, SwiftShader) runs on the CPU, slower than
-   ggml's own CPU code, so a host with only software ICDs ranks vulkan after cpu: it is still
-   chosen when the release has no CPU build.
-5. sycl-*, openvino-*, opencl-*: only when their runtime is found.
-6. cpu, and the old CPU flavours (avx512 > avx2 > avx > noavx; openblas, ...) when the CPU has
-   the instructions they need.
-Variants this module does not know are listed as not probed and never chosen.
+One module past 400 lines on purpose: it is one job (describe this machine) done per OS, and the
+probes share one library finder (`_Libs`) and one guard (`_safe`); split by runtime, each part
+would be a few dozen lines importing the same helpers.
 """
 
 from __future__ import annotations
@@ -37,12 +24,13 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.sources.assets import cuda_version, host_platform
+from harness.sources.assets import host_platform
+from harness.static.names import X86_VARIANT_NEEDS
 
 _TIMEOUT = 3.0
 T = TypeVar("T")
@@ -101,25 +89,6 @@ class HostInfo:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Choice:
-    variant: str | None  # None when nothing the release offers can run here
-    reasons: list[str]  # one per variant, in preference order: "<variant>: <why>"
-    usable: list[str]  # the variants that can run, best first
-
-    def summary(self) -> str:
-        """The reasons up to the chosen variant, like `cuda-12.4: ... → vulkan: ... → cpu`."""
-        shown = []
-        for r in self.reasons:
-            shown.append(r)
-            if self.variant is not None and r.split(":", 1)[0] == self.variant:
-                break
-        return " → ".join(shown)
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "summary": self.summary()}
 
 
 # ---------------------------------------------------------------- probing helpers
@@ -481,166 +450,11 @@ def inspect_host() -> HostInfo:
     return info
 
 
-# ---------------------------------------------------------------- choosing a variant
-
-_CPU_FLAVOURS = {  # old CPU build names -> the feature they need (None: none)
-    "cpu": None,
-    "avx512": "avx512f",
-    "avx2": "avx2",
-    "avx": "avx",
-    "noavx": None,
-}
-_CPU_ORDER = ["cpu", "avx512", "avx2", "avx", "openblas", "blas", "noavx"]
-_CPU_LIKE = {"openblas", "blas", "llvm", "msvc", "kleidiai", "x64", "arm64"}
-_RUNTIMES = {"sycl": "SYCL runtime", "openvino": "OpenVINO runtime", "opencl": "OpenCL loader"}
-_GPU_NODES = ("/dev/dri/renderD", "/dev/nvidia", "/dev/dxg")  # /dev/dxg: WSL's GPU
-METAL, CUDA, HIP, VULKAN, RUNTIME, CPU, SOFTWARE, UNKNOWN = range(8)
-
-
-@dataclass
-class _Verdict:
-    variant: str
-    group: int  # where it is considered
-    why: str
-    rank: tuple[int, ...] | None  # order within the group when usable; None: it cannot run
-    demoted: bool = False  # usable, but ranked after cpu
-
-
-def _base(path: str) -> str:
-    """A path's file name, whichever OS wrote it."""
-    return re.split(r"[\\/]", path)[-1]
-
-
-def _ver(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".") if x.isdigit())
-
-
-def _group(variant: str) -> int:
-    v = variant.lower()
-    if v == "metal":
-        return METAL
-    prefixes = {CUDA: ("cuda", "cublas"), HIP: ("rocm", "hip"), VULKAN: ("vulkan", "kompute")}
-    for g, pre in prefixes.items():
-        if v.startswith(pre):
-            return g
-    if v.split("-")[0] in _RUNTIMES:
-        return RUNTIME
-    return CPU if v in _CPU_FLAVOURS or v in _CPU_LIKE else UNKNOWN
-
-
-def _judge_cuda(host: HostInfo, variant: str, bundled: bool) -> tuple[str, tuple[int, ...] | None]:
-    c = host.cuda
-    if not c.driver:
-        return "no CUDA driver", None
-    want = cuda_version(variant)
-    have = c.driver_cuda
-    found = f"CUDA driver found (CUDA {have})" if have else "CUDA driver found"
-    compat, level = "", 0
-    if want and have:
-        if _ver(have)[:1] < _ver(want)[:1]:
-            return f"{found}, too old for CUDA {want}", None
-        if _ver(have) < _ver(want):
-            compat, level = " (minor-version compatibility)", 1
-    major = want.split(".")[0] if want else None
-    if bundled:
-        runtime = "runtime from the cudart companion"
-    elif major is None:
-        runtime = "runtime version unknown"
-    elif major in c.cudart and major in c.cublas:
-        runtime = f"runtime {major} found"
-    else:
-        return f"{found}, runtime missing", None
-    newest_first = tuple(-x for x in _ver(want)) if want else (0,)
-    return f"{found}{compat}, {runtime}", (level, *newest_first)
-
-
-def _judge_vulkan(host: HostInfo) -> tuple[str, tuple[int, ...] | None, bool]:
-    vk = host.vulkan
-    if not vk.loader:
-        return "no Vulkan loader", None, False
-    if not vk.icds:
-        return "loader found, no ICD", None, False
-    names = ", ".join(i.name + (": software" if i.software else "") for i in vk.icds)
-    found = (
-        f"loader and {'an ICD' if len(vk.icds) == 1 else f'{len(vk.icds)} ICDs'} found ({names})"
-    )
-    if not vk.hardware:
-        return f"{found}; software only, ranked after cpu", (0,), True
-    if host.os == "linux" and not any(n.startswith(_GPU_NODES) for n in host.gpu_nodes):
-        # Mesa installs every vendor's ICD; without a device node none of them finds a GPU
-        return f"{found}; no GPU device node, so software only, ranked after cpu", (0,), True
-    return found, (0,), False
-
-
-def _judge(host: HostInfo, variant: str, bundled: bool) -> _Verdict:
-    v = variant.lower()
-    g = _group(v)
-    rank: tuple[int, ...] | None = None
-    demoted = False
-    if g == METAL:
-        why, rank = ("Metal framework found", (0,)) if host.metal else ("no Metal framework", None)
-    elif g == CUDA:
-        why, rank = _judge_cuda(host, v, bundled)
-    elif g == HIP:
-        why = "no HIP runtime (libamdhip64)"
-        if host.hip:
-            target = re.search(r"gfx\w+", v)
-            extra = f"; built for {target[0]}, the GPU's target is not probed" if target else ""
-            why, rank = f"HIP runtime found ({_base(host.hip)}){extra}", (0,)
-    elif g == VULKAN:
-        why, rank, demoted = _judge_vulkan(host)
-    elif g == RUNTIME:
-        kind = v.split("-")[0]
-        lib = {"sycl": host.sycl, "openvino": host.openvino, "opencl": host.opencl}[kind]
-        why = f"{_RUNTIMES[kind]} found ({_base(lib)})" if lib else f"no {_RUNTIMES[kind]}"
-        rank = (0,) if lib else None
-    elif g == CPU:
-        order = (_CPU_ORDER.index(v) if v in _CPU_ORDER else len(_CPU_ORDER),)
-        need = _CPU_FLAVOURS.get(v)
-        if need is None:
-            why, rank = "always usable", order
-        elif not host.cpu_features:
-            why = f"needs {need}; CPU features unknown"
-        elif need in host.cpu_features:
-            why, rank = f"CPU has {need}", order
-        else:
-            why = f"CPU lacks {need}"
-    else:
-        why = "not probed (unknown variant)"
-    return _Verdict(variant, g, why, rank, demoted)
-
-
-def choose_variant(
-    host: HostInfo, variants: Iterable[str], *, cuda_runtime_bundled: bool = True
-) -> Choice:
-    """Which of a release's variants (for this os/arch) this host should run, and why.
-
-    `cuda_runtime_bundled`: the CUDA runtime comes with the build (GitHub's cudart companion,
-    which the harness provisions with every cuda cell); False requires it on the host.
-    """
-    verdicts = [_judge(host, v, cuda_runtime_bundled) for v in dict.fromkeys(variants)]
-    order = {id(v): i for i, v in enumerate(verdicts)}
-
-    def considered(v: _Verdict) -> tuple[Any, ...]:
-        return (v.group, v.rank or (99,), order[id(v)])
-
-    def preferred(v: _Verdict) -> tuple[Any, ...]:
-        return (SOFTWARE if v.demoted else v.group, v.rank, order[id(v)])
-
-    verdicts.sort(key=considered)
-    usable = [v.variant for v in sorted((v for v in verdicts if v.rank is not None), key=preferred)]
-    return Choice(
-        usable[0] if usable else None, [f"{v.variant}: {v.why}" for v in verdicts], usable
-    )
-
-
 # ---------------------------------------------------------------- text
 
 
-def render(host: HostInfo, choice: Choice | None = None) -> str:
-    """The text of `llama-harness inspect-host`."""
-    from harness.load.backends import X86_VARIANT_NEEDS
-
+def render(host: HostInfo) -> str:
+    """The host part of `llama-harness inspect-host`."""
     interesting = sorted({f for need in X86_VARIANT_NEEDS.values() for f in need})
     shown = [f for f in interesting if f in host.cpu_features]
     feats = " ".join(shown) if host.os != "macos" or host.arch == "x64" else ""
@@ -678,7 +492,4 @@ def render(host: HostInfo, choice: Choice | None = None) -> str:
         lines.append(f"devices   {' '.join(host.gpu_nodes)}")
     for n in host.notes:
         lines.append(f"note      {n}")
-    if choice is not None:
-        lines.append(f"variant   {choice.variant or 'none of the offered variants can run here'}")
-        lines += [f"          {r}" for r in choice.reasons]
     return "\n".join(lines)

@@ -6,8 +6,10 @@ each, asks its `ggml_backend_score()` (0: this CPU cannot run it; more features,
 keeps the best and registers it. Before that (b3889) the CPU code is linked into libggml:
 "built in".
 
-Everything that loads a release runs in a child process (`python -m harness.load.backends`): one
-release per process, since every release has the SONAME libggml-base.so.
+Everything that loads a release runs in a child process (`python -m harness.load.backends SPEC`,
+started through `harness.load.child.launch`): one release per process, since every release has
+the SONAME libggml-base.so. The child loads the release with `harness.load.loader` (`load`, or
+`load_ggml` for ggml alone), the same sequence the suites use.
 
 Which library got loaded: the CPU backend's registry entry (`ggml_backend_reg_t`) is a static
 object inside the library that registered it, so `dladdr` (Windows: `GetModuleHandleExW`) on
@@ -19,88 +21,46 @@ Forcing a variant (checked on b4435, b6673, b10361): `GGML_BACKEND_PATH` does NO
 as a second CPU backend (b6673 and b10361 register two "CPU" backends, and llama.cpp uses the
 first); b4435 ignores the variable. What works: skip `load_all_from_path` and call
 `ggml_backend_load(<path of that libggml-cpu-*.so>)` (exported by libggml since b4435), plus
-`ggml_backend_load` for each non-CPU backend module you still want: `force_cpu_variant()`.
+`ggml_backend_load` for each non-CPU backend module you still want: `loader.force_cpu_variant()`.
 ggml refuses (returns NULL) a variant whose score is 0 on this CPU.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import ctypes
-import json
 import os
 import re
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.load.loader import LoadFailed, library_paths
+from harness.abi import Api
+from harness.host.probe import cpu_features
+from harness.load.child import Child, Finished, child_main, launch
+from harness.load.loader import backend_modules as backend_modules  # re-exported
+from harness.load.loader import (
+    c_function,
+    cpu_libraries,
+    library_paths,
+    load,
+    load_ggml,
+    preload,
+)
+from harness.load.loader import force_cpu_variant as force_cpu_variant  # re-exported
+from harness.static.names import GENERIC, X86_VARIANT_NEEDS, cpu_variant_of, is_core_ggml
 
-_CPU_LIB = re.compile(r"(?:lib)?ggml-cpu(?:-(?P<variant>.+?))?\.(?:so|dylib|dll)", re.IGNORECASE)
-_BACKEND_LIB = re.compile(r"(?:lib)?ggml-(?P<name>[a-z0-9_]+)\.(?:so|dylib|dll)", re.IGNORECASE)
-_CORE_LIB = re.compile(r"(?:lib)?ggml(?:\.[^-].*)?\.(?:so|dylib|dll)", re.IGNORECASE)
-_MARK = "@@cpuvariant "
+MODULE = "harness.load.backends"
 BUILT_IN = "built in"
-DEFAULT = "default"  # a plain libggml-cpu.so: one CPU library, no variants
-
-_SSE42 = ("sse4_2",)
-_AVX = (*_SSE42, "avx")
-_HASWELL = (*_AVX, "f16c", "fma", "avx2", "bmi2")
-_SKYLAKEX = (*_HASWELL, "avx512f")
-_ICELAKE = (*_SKYLAKEX, "avx512vbmi", "avx512_vnni")
-# What each x86 variant is built with (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS), in
-# /proc/cpuinfo spelling: the fallback when a variant library exports no ggml_backend_score.
-X86_VARIANT_NEEDS: dict[str, tuple[str, ...]] = {
-    "x64": (),
-    "sse42": _SSE42,
-    "sandybridge": _AVX,
-    "ivybridge": (*_AVX, "f16c"),
-    "piledriver": (*_AVX, "f16c", "fma"),
-    "haswell": _HASWELL,
-    "alderlake": (*_HASWELL, "avx_vnni"),
-    "skylakex": _SKYLAKEX,
-    "cannonlake": (*_SKYLAKEX, "avx512vbmi"),
-    "cascadelake": (*_SKYLAKEX, "avx512_vnni"),
-    "cooperlake": (*_SKYLAKEX, "avx512_vnni", "avx512_bf16"),
-    "icelake": _ICELAKE,
-    "zen4": (*_ICELAKE, "avx512_bf16"),
-    "sapphirerapids": (*_ICELAKE, "avx512_bf16", "amx_tile", "amx_int8"),
-}
 
 
 # ---------------------------------------------------------------- files
 
 
-def _variant_of(name: str) -> str | None:
-    m = _CPU_LIB.fullmatch(name)
-    return (m["variant"] or DEFAULT) if m else None
-
-
-def cpu_libraries(libdir: Path) -> dict[str, Path]:
-    """{variant: path} of the CPU backend libraries shipped in libdir."""
-    out = {}
-    for p in sorted(Path(libdir).iterdir()):
-        v = _variant_of(p.name)
-        if v and p.is_file():
-            out[v] = p
-    return out
-
-
 def cpu_variants_in(libdir: Path) -> list[str]:
-    """The variants shipped (`libggml-cpu-<name>`); `default` for a plain libggml-cpu; [] when
+    """The variants shipped (`libggml-cpu-<name>`); `generic` for a plain libggml-cpu; [] when
     the CPU code is built into libggml."""
     return sorted(cpu_libraries(libdir))
-
-
-def backend_modules(libdir: Path) -> list[Path]:
-    """The non-CPU backend modules (libggml-cuda.so, ggml-vulkan.dll, ...) in libdir."""
-    return [
-        p
-        for p in sorted(Path(libdir).iterdir())
-        if (m := _BACKEND_LIB.fullmatch(p.name)) and m["name"].lower() not in ("base", "cpu")
-    ]
 
 
 def supported_by_flags(features: list[str], variants: list[str]) -> dict[str, bool | None]:
@@ -112,17 +72,6 @@ def supported_by_flags(features: list[str], variants: list[str]) -> dict[str, bo
 
 
 # ---------------------------------------------------------------- ctypes, in the child
-
-Fn = Any  # a ctypes function pointer
-
-
-def _fn(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Fn | None:
-    """A fresh prototype bound to `name` in lib (None when not exported): it never changes the
-    restype/argtypes others set on lib's own attribute of that name."""
-    try:
-        return ctypes.CFUNCTYPE(restype, *argtypes)((name, lib))
-    except AttributeError:
-        return None
 
 
 def _module_of(address: int) -> str | None:
@@ -150,7 +99,9 @@ def _module_of(address: int) -> str | None:
         ]
 
     # int dladdr(const void *addr, Dl_info *info);
-    dladdr = _fn(ctypes.CDLL(None), "dladdr", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(DlInfo))
+    dladdr = c_function(
+        ctypes.CDLL(None), "dladdr", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(DlInfo)
+    )
     info = DlInfo()
     if dladdr is None or not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
         return None
@@ -163,35 +114,7 @@ def _mapped_cpu_libs() -> list[str]:
     except OSError:
         return []
     names = {Path(p).name for p in re.findall(r"(/\S+)$", maps, re.M)}
-    return sorted(n for n in names if _variant_of(n))
-
-
-def force_cpu_variant(
-    ggml: ctypes.CDLL, libdir: Path, variant: str, *, other_backends: bool = True
-) -> list[str]:
-    """Load one CPU variant (and, by default, every non-CPU backend module) into this process
-    instead of `ggml_backend_load_all_from_path`; returns the file names registered.
-
-    `ggml` is the release's libggml, already loaded (after libggml-base). Raises LoadFailed when
-    the release has no such variant, or ggml refuses it (score 0 on this CPU).
-    """
-    libs = cpu_libraries(libdir)
-    if variant not in libs:
-        raise LoadFailed(f"no libggml-cpu-{variant} in {libdir}; it ships {sorted(libs)}")
-    # ggml_backend_reg_t ggml_backend_load(const char * path);
-    load = _fn(ggml, "ggml_backend_load", ctypes.c_void_p, ctypes.c_char_p)
-    if load is None:
-        raise LoadFailed(f"{libdir}: libggml has no ggml_backend_load (before b4435)")
-    done = []
-    for mod in backend_modules(libdir) if other_backends else []:
-        if load(os.fsencode(mod)):
-            done.append(mod.name)
-    if not load(os.fsencode(libs[variant])):
-        raise LoadFailed(
-            f"ggml refused {libs[variant].name}: this CPU cannot run it (score 0) or it failed "
-            "to load"
-        )
-    return [*done, libs[variant].name]
+    return sorted(n for n in names if cpu_variant_of(n))
 
 
 def _registry(ggml: ctypes.CDLL) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -200,14 +123,14 @@ def _registry(ggml: ctypes.CDLL) -> tuple[list[dict[str, Any]], list[dict[str, A
     vp, sz, cp = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p
     # size_t ggml_backend_reg_count(void); ggml_backend_reg_t ggml_backend_reg_get(size_t);
     # const char * ggml_backend_reg_name(ggml_backend_reg_t);  and the same for devices
-    reg_count = _fn(ggml, "ggml_backend_reg_count", sz)
-    reg_get = _fn(ggml, "ggml_backend_reg_get", vp, sz)
-    reg_name = _fn(ggml, "ggml_backend_reg_name", cp, vp)
-    dev_count = _fn(ggml, "ggml_backend_dev_count", sz)
-    dev_get = _fn(ggml, "ggml_backend_dev_get", vp, sz)
-    dev_name = _fn(ggml, "ggml_backend_dev_name", cp, vp)
-    dev_desc = _fn(ggml, "ggml_backend_dev_description", cp, vp)
-    dev_reg = _fn(ggml, "ggml_backend_dev_backend_reg", vp, vp)
+    reg_count = c_function(ggml, "ggml_backend_reg_count", sz)
+    reg_get = c_function(ggml, "ggml_backend_reg_get", vp, sz)
+    reg_name = c_function(ggml, "ggml_backend_reg_name", cp, vp)
+    dev_count = c_function(ggml, "ggml_backend_dev_count", sz)
+    dev_get = c_function(ggml, "ggml_backend_dev_get", vp, sz)
+    dev_name = c_function(ggml, "ggml_backend_dev_name", cp, vp)
+    dev_desc = c_function(ggml, "ggml_backend_dev_description", cp, vp)
+    dev_reg = c_function(ggml, "ggml_backend_dev_backend_reg", vp, vp)
 
     def text(b: bytes | None) -> str | None:
         return b.decode("utf-8", "replace") if b is not None else None
@@ -232,128 +155,67 @@ def _registry(ggml: ctypes.CDLL) -> tuple[list[dict[str, Any]], list[dict[str, A
     return regs, devices
 
 
-def _emit(item: dict[str, Any]) -> None:
-    sys.stdout.write(_MARK + json.dumps(item) + "\n")
-    sys.stdout.flush()
-
-
-def _child_choice(libdir: Path, api_json: Path | None, force: str | None) -> None:
+def _choice(child: Child) -> dict[str, Any]:
+    """Load the release (with its ABI: exactly as the suites do; without: ggml alone) and say
+    what ggml registered."""
+    spec = child.spec
+    libdir = Path(spec["libdir"])
     log: list[str] = []
-    keep: list[Any] = []
-    paths = library_paths(libdir)
-    if api_json is not None:
-        from harness.abi import Api
-        from harness.load.loader import load
 
-        api = Api.from_json(api_json.read_text(encoding="utf-8"))
-        loaded = load(libdir, api, lambda _level, text: log.append(text))
+    def sink(_level: int, text: str) -> None:
+        log.append(text)
+
+    if spec.get("api"):
+        api = Api.from_json(Path(spec["api"]).read_text(encoding="utf-8"))
+        loaded = load(libdir, api, sink)
         mode = loaded.backends
-        ggml = ctypes.CDLL(str(paths["ggml"]), mode=ctypes.RTLD_GLOBAL)
+        ggml = ctypes.CDLL(str(library_paths(libdir)["ggml"]), mode=ctypes.RTLD_GLOBAL)
     else:
-        for role in ("ggml-base", "ggml"):
-            if role in paths:
-                ggml = ctypes.CDLL(str(paths[role]), mode=ctypes.RTLD_GLOBAL)
-        cb_type = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-        # void ggml_log_set(ggml_log_callback log_callback, void * user_data);
-        log_set = _fn(ggml, "ggml_log_set", None, cb_type, ctypes.c_void_p)
-        if log_set is not None:
-            cb = cb_type(
-                lambda _lvl, txt, _u: log.append(txt.decode("utf-8", "replace")) if txt else None
-            )
-            keep.append(cb)
-            log_set(cb, None)
-        mode = "linked"
-        if force is not None:
-            force_cpu_variant(ggml, libdir, force)
-            mode = f"ggml_backend_load({force})"
-        else:
-            # void ggml_backend_load_all_from_path(const char * dir_path);
-            load_all = _fn(ggml, "ggml_backend_load_all_from_path", None, ctypes.c_char_p)
-            if load_all is not None:
-                load_all(os.fsencode(libdir))
-                mode = "load_all_from_path"
+        ggml, mode, _keep = load_ggml(libdir, sink, spec.get("force"))
     regs, devices = _registry(ggml)
     lines = "".join(log).splitlines()
-    _emit(
-        {
-            "backends": mode,
-            "regs": regs,
-            "devices": devices,
-            "mapped": _mapped_cpu_libs(),
-            "log": [ln for ln in lines if "backend" in ln][-20:],
-        }
-    )
+    return {
+        "backends": mode,
+        "regs": regs,
+        "devices": devices,
+        "mapped": _mapped_cpu_libs(),
+        "log": [ln for ln in lines if "backend" in ln][-20:],
+    }
 
 
-def _child_score(libdir: Path) -> None:
-    paths = library_paths(libdir)
-    if "ggml-base" in paths:
-        ctypes.CDLL(str(paths["ggml-base"]), mode=ctypes.RTLD_GLOBAL)
+def _score(child: Child) -> dict[str, Any]:
+    """Each variant's own ggml_backend_score(), one progress step per variant: a variant whose
+    loading kills the child is the step it died in."""
+    libdir = Path(child.spec["libdir"])
+    preload(libdir, ("ggml-base",))
+    scores: dict[str, int | None] = {}
     for variant, path in cpu_libraries(libdir).items():
-        _emit({"start": variant})
+        child.start(variant)
         lib = ctypes.CDLL(str(path))
-        # int ggml_backend_score(void);
-        score = _fn(lib, "ggml_backend_score", ctypes.c_int)
-        _emit({"variant": variant, "score": score() if score else None})
+        score = c_function(lib, "ggml_backend_score", ctypes.c_int)  # int ggml_backend_score(void);
+        scores[variant] = score() if score else None
+        child.done(variant, score=scores[variant])
+    return {"scores": scores}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.load.backends")
-    ap.add_argument("libdir", type=Path)
-    ap.add_argument("--api", type=Path, help="the release's ABI JSON: load it the harness's way")
-    ap.add_argument("--force", help="load this CPU variant with ggml_backend_load")
-    ap.add_argument("--score", action="store_true", help="ask every variant for its score")
-    args = ap.parse_args(argv)
-    if args.score:
-        _child_score(args.libdir)
-    else:
-        _child_choice(args.libdir, args.api, args.force)
-    sys.stdout.flush()
-    os._exit(0)  # some releases' static destructors crash at exit
+def body(child: Child) -> dict[str, Any]:
+    return _score(child) if child.spec.get("score") else _choice(child)
 
 
 # ---------------------------------------------------------------- the parent side
 
 
 def _run_child(
-    args: list[str], timeout: float, env: dict[str, str] | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """The child's items and, when it did not finish cleanly, why."""
-    child_env = {k: v for k, v in os.environ.items() if k != "GGML_BACKEND_PATH"}
-    child_env.update(env or {})
-    root = str(Path(__file__).resolve().parent.parent)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (root, child_env.get("PYTHONPATH", "")) if p
-    )
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "harness.load.backends", *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            env=child_env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode("utf-8", "replace") if isinstance(err.stdout, bytes) else ""
-        return _items(out), f"timed out after {timeout:.0f} s"
-    items = _items(proc.stdout)
-    if proc.returncode == 0:
-        return items, None
-    tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:]
-    if proc.returncode < 0:
-        return items, f"the child died of signal {-proc.returncode}"
-    return items, f"the child failed: {tail[0] if tail else f'exit status {proc.returncode}'}"
-
-
-def _items(stdout: str) -> list[dict[str, Any]]:
-    out = []
-    for line in stdout.splitlines():
-        if line.startswith(_MARK):
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line[len(_MARK) :]))
-    return out
+    spec: dict[str, Any], timeout: float, env: dict[str, str] | None, name: str
+) -> Finished:
+    """How the probe went (its result is None when it wrote none). Its folder is a fresh
+    temporary one: the probes are questions, not records."""
+    with tempfile.TemporaryDirectory(prefix="llama-harness-backends-") as tmp:
+        ran = launch(
+            MODULE, spec, Path(tmp), timeout=timeout, env=env, name=name,
+            drop_env=("GGML_BACKEND_PATH",),
+        )  # fmt: skip
+    return ran
 
 
 def cpu_backend_choice(
@@ -392,26 +254,24 @@ def cpu_backend_choice(
     }
     if api_json is not None and force is not None:
         raise ValueError("force loads ggml only: give api_json or force, not both")
-    args = [str(libdir)]
-    args += ["--api", str(api_json)] if api_json is not None else []
-    args += ["--force", force] if force is not None else []
-    items, error = _run_child(args, timeout, env)
-    if not items:
-        result["error"] = error or "the child reported nothing"
+    spec = {"libdir": str(libdir), "api": str(api_json) if api_json else None, "force": force}
+    ran = _run_child(spec, timeout, env, "choice")
+    data = ran.result
+    if data is None:
+        result["error"] = ran.error or "the child reported nothing"
         return result
-    data = items[-1]
     result.update({k: data[k] for k in ("backends", "devices", "mapped", "log")})
-    result["error"] = error
+    result["error"] = ran.error
     cpu_files = [Path(r["library"] or "").name for r in data["regs"] if r["name"] == "CPU"]
     result["loaded"] = [
-        _variant_of(f) or (BUILT_IN if _CORE_LIB.fullmatch(f) else f) for f in cpu_files
+        cpu_variant_of(f) or (BUILT_IN if is_core_ggml(f) else f) for f in cpu_files
     ]
     if cpu_files:
         result["library"] = cpu_files[0] or None
         result["variant"] = result["loaded"][0]
     elif data["mapped"]:  # no registry to ask
         result["library"] = data["mapped"][0]
-        result["variant"] = _variant_of(data["mapped"][0])
+        result["variant"] = cpu_variant_of(data["mapped"][0])
     elif not result["available"]:
         result["variant"] = BUILT_IN
     return result
@@ -428,34 +288,30 @@ def score_variants(libdir: Path, timeout: float = 60) -> dict[str, Any]:
     Returns {"method": "ggml_backend_score" | "cpu flags" | "mixed" | "none", "variants":
     {variant: {"score": int | None, "supported": bool | None, "method": ...}}, "error": ...}.
     """
-    from harness.host.probe import cpu_features
 
     variants = cpu_variants_in(libdir)
     out: dict[str, dict[str, Any]] = {}
     error = None
     if variants:
-        items, error = _run_child([str(libdir), "--score"], timeout, None)
-        started = None
-        for item in items:
-            if "start" in item:
-                started = item["start"]
-            elif item.get("score") is not None:
-                score = int(item["score"])
-                out[item["variant"]] = {
+        ran = _run_child({"libdir": str(libdir), "score": True}, timeout, None, "score")
+        error = ran.error
+        for variant, facts in ran.done.items():
+            if facts.get("score") is not None:
+                score = int(facts["score"])
+                out[variant] = {
                     "score": score,
                     "supported": score > 0,
                     "method": "ggml_backend_score",
                 }
-                started = None
-        if started is not None and error:
-            out[started] = {"score": None, "supported": False, "method": "crashed"}
+        if ran.running is not None:  # loading it killed the child
+            out[ran.running] = {"score": None, "supported": False, "method": "crashed"}
     rest = [v for v in variants if v not in out]
     if rest:
         by_flags = supported_by_flags(cpu_features()[1], rest)
         for v in rest:
             known = by_flags[v]
             method = "cpu flags" if known is not None else "unknown"
-            if v == DEFAULT and known is None:
+            if v == GENERIC and known is None:
                 known, method = True, "no variants"
             out[v] = {"score": None, "supported": known, "method": method}
     methods = {d["method"] for d in out.values()}
@@ -478,4 +334,4 @@ def supported_variants(libdir: Path, timeout: float = 60) -> list[str]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    child_main(body)

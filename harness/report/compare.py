@@ -1,117 +1,41 @@
-"""Is the new release slower? Throughput changes across releases and against a baseline report.
+"""Is the new release slower? Throughput changes across releases, against a baseline, and A/A.
 
-Every cell's `bench` section keeps each test's per-repetition t/s (`samples`). A change is the
-ratio of medians, new ÷ old, minus one (positive: faster). Its noise is a 95 % percentile
-bootstrap interval of that ratio (both sides resampled, a fixed seed so a report is
-reproducible); with fewer than 3 repetitions on a side, the interval is the whole range the
-samples allow (min ÷ max … max ÷ min). The verdict is "faster" or "slower" only when the interval
-excludes zero, "within noise" otherwise; `gate` fails on a slowdown that is both real (the
-interval excludes zero) and beyond the threshold.
+The statistics are `harness.suites.throughput_stats` (read its docstring for why). Here: which
+figures are compared and how.
+
+- Releases of one platform measured in the same run (`throughput_rounds.measure_platform`, the
+  same `interleave.session`) are compared round by round: `paired`, the sign-test interval of the
+  median per-round ratio. These are "interleaved" and the only ones `gate` judges by default.
+- Figures measured apart (a `--baseline` report, or shards that measured two releases of a
+  platform on different runners) cannot be paired: `across_runs`, the bootstrap interval widened
+  by an allowance for drift between runs; each entry says so (`method`, `drift`, `note`).
+- A cell measured with an A/A twin (`run --aa`) gets one entry per test against itself
+  (`against: "A/A"`): any verdict but "within noise"/"inconclusive" there is a false alarm.
+
+A change is new ÷ old − 1 (positive: faster). Verdicts: faster, slower, within noise,
+inconclusive (`throughput_stats.judge`: a minimum effect of `MIN_EFFECT`, `CONFIDENCE` intervals).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 from harness.errors import ConfigError
+from harness.suites import throughput_stats as ts
+from harness.suites.throughput import RESERVED as NOT_PRESETS
 
-RESAMPLES = 2000
-CONFIDENCE = 0.95
-SEED = 20240501
-MIN_BOOTSTRAP = 3
-# Keys of a cell's `bench` section that are not presets.
-NOT_PRESETS = (
-    "native",
-    "ratio",
-    "ratio_interval",
-    "llama_bench",
-    "machine",
-    "params",
-    "error",
-    "log_tail",
-)
+CONFIDENCE = ts.CONFIDENCE
+MIN_EFFECT = ts.MIN_EFFECT
+AA = "A/A"
+stats = ts.summary  # pytest-benchmark's statistics, under the name the report code used
+interval = ts.bootstrap
 
 
-def _q1(data: Sequence[float]) -> float:
-    """pytest-benchmark's first quartile (Wikipedia's method 3 for odd n, method 2 for even)."""
-    n = len(data)
-    if n == 1:
-        return data[0]
-    if n % 2:
-        k, r = n // 4, n % 4
-        return (
-            0.25 * data[k - 1] + 0.75 * data[k] if r == 1 else 0.75 * data[k] + 0.25 * data[k + 1]
-        )
-    return statistics.median(data[: n // 2])
-
-
-def _q3(data: Sequence[float]) -> float:
-    n = len(data)
-    if n == 1:
-        return data[0]
-    if n % 2:
-        k, r = n // 4, n % 4
-        if r == 1:
-            return 0.75 * data[3 * k] + 0.25 * data[3 * k + 1]
-        return 0.25 * data[3 * k + 1] + 0.75 * data[3 * k + 2]
-    return statistics.median(data[n // 2 :])
-
-
-def stats(samples: Iterable[float]) -> dict[str, Any]:
-    """median, q1, q3, iqr, mean, min, max, stddev, rounds: pytest-benchmark's definitions."""
-    data = sorted(float(x) for x in samples)
-    if not data:
-        raise ValueError("no samples")
-    q1, q3 = _q1(data), _q3(data)
-    return {
-        "median": statistics.median(data),
-        "iqr": q3 - q1,
-        "q1": q1,
-        "q3": q3,
-        "mean": statistics.mean(data),
-        "min": data[0],
-        "max": data[-1],
-        "stddev": statistics.stdev(data) if len(data) > 1 else 0.0,
-        "rounds": len(data),
-    }
-
-
-def interval(new: Sequence[float], old: Sequence[float]) -> tuple[float, float, float]:
-    """(change, low, high) of median(new) ÷ median(old) − 1."""
-    a, b = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
-    change = float(np.median(a) / np.median(b) - 1.0)
-    if len(a) < MIN_BOOTSTRAP or len(b) < MIN_BOOTSTRAP:
-        return change, float(a.min() / b.max() - 1.0), float(a.max() / b.min() - 1.0)
-    rng = np.random.default_rng(SEED)
-    ma = np.median(a[rng.integers(0, len(a), (RESAMPLES, len(a)))], axis=1)
-    mb = np.median(b[rng.integers(0, len(b), (RESAMPLES, len(b)))], axis=1)
-    tail = (1.0 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(ma / mb - 1.0, [tail, 100 - tail])
-    return change, float(min(low, change)), float(max(high, change))
-
-
-def verdict(low: float, high: float) -> str:
-    if low > 0:
-        return "faster"
-    if high < 0:
-        return "slower"
-    return "within noise"
-
-
-def _samples(fig: dict[str, Any]) -> list[float]:
-    got = [float(x) for x in fig.get("samples") or [] if x]
-    return got or ([float(fig["median"])] if fig.get("median") else [])
-
-
-def _figures(cell: dict[str, Any]) -> dict[tuple[str, str], list[float]]:
-    """(preset, test) → per-repetition t/s of a cell's harness figures."""
-    bench = cell.get("bench") or {}
+def _figures(bench: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(preset, test) → a test's figures (median, samples, by_round) in a `bench` section."""
     if not isinstance(bench, dict) or "error" in bench:
         return {}
     out = {}
@@ -119,8 +43,88 @@ def _figures(cell: dict[str, Any]) -> dict[tuple[str, str], list[float]]:
         if preset in NOT_PRESETS or not isinstance(tests, dict):
             continue
         for test, fig in tests.items():
-            if isinstance(fig, dict) and (s := _samples(fig)):
-                out[(preset, test)] = s
+            if isinstance(fig, dict) and _values(fig, "samples"):
+                out[(preset, test)] = fig
+    return out
+
+
+def _values(fig: dict[str, Any], key: str) -> list[float]:
+    got = [float(x) for x in fig.get(key) or [] if x]
+    if key == "samples" and not got and fig.get("median"):
+        return [float(fig["median"])]
+    return got
+
+
+def _session(bench: Any) -> str | None:
+    info = bench.get("interleave") if isinstance(bench, dict) else None
+    return info.get("session") if isinstance(info, dict) else None
+
+
+def judge(new: dict[str, Any], old: dict[str, Any], interleaved: bool) -> ts.Change:
+    """Paired rounds when both were measured in the same interleaved session; else across runs
+    (per-round figures where there are enough, else every repetition)."""
+    a, b = _values(new, "by_round"), _values(old, "by_round")
+    if interleaved and a and len(a) == len(b):
+        return ts.paired(a, b)
+    if len(a) < ts.MIN_BOOTSTRAP or len(b) < ts.MIN_BOOTSTRAP:
+        a, b = _values(new, "samples"), _values(old, "samples")
+    return ts.across_runs(a, b)
+
+
+def _note(c: ts.Change, verdict: str) -> str:
+    parts = []
+    if verdict == ts.INCONCLUSIVE:
+        if c.noise is None:
+            parts.append(
+                f"too few rounds ({c.n}) for a {CONFIDENCE:.0%} interval "
+                f"(at least {ts.min_rounds()})"
+            )
+        else:
+            parts.append(f"the machine was too noisy (±{c.noise:.1%})")
+    if c.method == "across runs":
+        parts.append(f"measured in different runs: interval widened by ±{c.drift:.0%} for drift")
+    return "; ".join(parts)
+
+
+def _entries(
+    new: dict[str, Any],
+    old: dict[str, Any],
+    against: str,
+    old_bench: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    nb, ob = new.get("bench"), old_bench if old_bench is not None else old.get("bench")
+    a, b = _figures(nb), _figures(ob)
+    same = against == AA or (_session(nb) is not None and _session(nb) == _session(ob))
+    out = []
+    for key, fig in a.items():
+        if key not in b:
+            continue
+        c = judge(fig, b[key], same)
+        v = ts.judge(c)
+        out.append(
+            {
+                "release": new.get("release"),
+                "previous": old.get("release"),
+                "against": against,
+                "cell": _platform(new),
+                "preset": key[0],
+                "test": key[1],
+                "median": ts.summary(_values(fig, "samples"))["median"],
+                "previous_median": ts.summary(_values(b[key], "samples"))["median"],
+                "change": round(c.change, 4),
+                "noise": None if c.noise is None else round(c.noise, 4),
+                "low": None if c.low is None else round(c.low, 4),
+                "high": None if c.high is None else round(c.high, 4),
+                "rounds": [len(_values(fig, "by_round")), len(_values(b[key], "by_round"))],
+                "interleaved": c.method == "interleaved",
+                "method": c.method,
+                "drift": c.drift,
+                "min_effect": MIN_EFFECT,
+                "confidence": CONFIDENCE,
+                "verdict": v,
+                "note": _note(c, v),
+            }
+        )
     return out
 
 
@@ -139,51 +143,27 @@ def _order(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for _, c in sorted(enumerate(cells), key=key)]
 
 
-def _entries(new: dict[str, Any], old: dict[str, Any], against: str) -> list[dict[str, Any]]:
-    a, b = _figures(new), _figures(old)
-    out = []
-    for (preset, test), samples in a.items():
-        if (preset, test) not in b:
-            continue
-        change, low, high = interval(samples, b[(preset, test)])
-        out.append(
-            {
-                "release": new.get("release"),
-                "previous": old.get("release"),
-                "against": against,
-                "cell": _platform(new),
-                "preset": preset,
-                "test": test,
-                "median": float(np.median(samples)),
-                "previous_median": float(np.median(b[(preset, test)])),
-                "change": round(change, 4),
-                "noise": round((high - low) / 2, 4),
-                "low": round(low, 4),
-                "high": round(high, 4),
-                "rounds": [len(samples), len(b[(preset, test)])],
-                "verdict": verdict(low, high),
-            }
-        )
-    return out
-
-
 def _by_platform(cells: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for c in cells:
-        if _figures(c):
+        if _figures(c.get("bench")):
             groups.setdefault(_platform(c), []).append(c)
     return {k: _order(v) for k, v in groups.items()}
 
 
 def compare(report: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every cell with figures vs the previous release of the same platform ("previous release"),
-    and vs the baseline report ("baseline"): its cell of the same release and platform, else its
-    newest release on that platform."""
+    vs its A/A twin when it has one ("A/A"), and vs the baseline report ("baseline"): its cell of
+    the same release and platform, else its newest release on that platform."""
     out: list[dict[str, Any]] = []
     groups = _by_platform(report.get("cells", []))
     for cells in groups.values():
         for old, new in itertools.pairwise(cells):
             out += _entries(new, old, "previous release")
+        for c in cells:
+            twin = (c.get("bench") or {}).get("aa")
+            if isinstance(twin, dict):
+                out += _entries(c, c, AA, {**twin, "interleave": c["bench"].get("interleave")})
     if baseline is not None:
         base = _by_platform(baseline.get("cells", []))
         for platform, cells in groups.items():
@@ -195,13 +175,22 @@ def compare(report: dict[str, Any], baseline: dict[str, Any] | None = None) -> l
     return out
 
 
-def gate(comparison: list[dict[str, Any]], threshold: float) -> list[str]:
-    """The real slowdowns beyond `threshold` (0.05 = 5 %), one line each; empty: the gate passes."""
+def gate(
+    comparison: list[dict[str, Any]], threshold: float, across_runs: bool = False
+) -> list[str]:
+    """The real slowdowns beyond `threshold` (0.05 = 5 %), one line each; empty: the gate passes.
+
+    Only interleaved comparisons count unless `across_runs` (`--gate-baseline`): a baseline
+    measured another day cannot tell the machine's drift from the release's change. A/A entries
+    never count (they measure the machine)."""
     return [
         f"{e['release']} {e['cell']} {e['preset']} {e['test']}: {e['change']:+.1%} "
-        f"(noise ±{e['noise']:.1%}) vs {e['previous']} ({e['against']})"
+        f"(noise ±{e['noise'] or 0:.1%}) vs {e['previous']} ({e['against']})"
         for e in comparison
-        if e["verdict"] == "slower" and e["change"] <= -threshold
+        if e["verdict"] == "slower"
+        and e["change"] <= -threshold
+        and e.get("against") != AA
+        and (across_runs or e.get("interleaved", True))
     ]
 
 

@@ -4,18 +4,20 @@ nothing fetched), so it can be attached to a CI run and opened anywhere.
 Top to bottom: can I bump (per release), the release × platform matrix, throughput plots across
 releases per platform (when the report has bench data), the regression comparison, the API diffs,
 then every cell in a collapsible block (failed cells open). Every string from the report goes
-through `html.escape`: reasons and log lines come from builds we do not control.
+through `text.html_text`: reasons and log lines come from builds we do not control. The plots
+are `plot.chart`.
 """
 
 from __future__ import annotations
 
-import html
-import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from harness.report import model as rp
+from harness.report.plot import chart
+from harness.report.text import as_number, fmt_rate, percent
+from harness.report.text import html_text as e
 
 CSS = """
 :root{--pass:#d8f3dc;--static:#eef8ef;--fail:#fcd5d2;--error:#ffe6bf;--crash:#ecd5f2;
@@ -54,17 +56,6 @@ dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 """
 
-CHART_W, CHART_H = 380, 220
-PAD_L, PAD_R, PAD_T, PAD_B = 56, 14, 22, 58
-
-
-def e(x: Any) -> str:
-    """Escaped text; characters XML forbids (NUL, most C0 controls) become U+FFFD."""
-    return html.escape(_XML_BAD.sub("\ufffd", str(x)), quote=True)
-
-
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
 
 def anchor(c: dict[str, Any]) -> str:
     raw = f"cell-{c['release']}-{c['os']}-{c['arch']}-{c['variant']}"
@@ -72,7 +63,7 @@ def anchor(c: dict[str, Any]) -> str:
 
 
 def status_class(c: dict[str, Any]) -> str:
-    if c["status"] == "pass" and c.get("scope") == "static":
+    if rp.static_only(c):
         return "st-static"
     return f"st-{c['status']}"
 
@@ -97,6 +88,7 @@ def render(report: dict[str, Any]) -> str:
         *_throughput(report),
         *_comparison(report),
         *_api(report),
+        *_binding(report),
         *_cells(report),
         '<footer class="note"><p>What each part means: docs/report.md in llama-harness. '
         "The same data: report.json; for CI test views: report.xml.</p></footer>",
@@ -205,16 +197,16 @@ def _bench_table(
                 f"{label} {fmt(n)}"
                 for kind, label, fmt in (
                     ("native_ratio", "ours ÷ native", lambda x: f"{x:.2f}"),
-                    ("llama_bench", "llama-bench", rp.fmt_rate),
+                    ("llama_bench", "llama-bench", fmt_rate),
                 )
                 if (n := rp.bench_extra(mine[r], kind, k)) is not None
             ]
-            iqr = rp.as_number(s.get("iqr"))
+            iqr = as_number(s.get("iqr"))
             rounds = s.get("rounds")
             row.append(
                 f'<td class="v-{e(str((c or {}).get("verdict", "")).replace(" ", "-"))}">'
-                f"<b>{e(rp.fmt_rate(s.get('median')))}</b>"
-                + (f" ±{e(rp.fmt_rate(iqr))}" if iqr is not None else "")
+                f"<b>{e(fmt_rate(s.get('median')))}</b>"
+                + (f" ±{e(fmt_rate(iqr))}" if iqr is not None else "")
                 + (f' <span class="note">×{e(rounds)}</span>' if rounds is not None else "")
                 + (f"<br>{e(rp.change_text(c))} vs {e(c.get('previous', ''))}" if c else "")
                 + (f'<br><span class="note">{e(", ".join(extra))}</span>' if extra else "")
@@ -222,91 +214,6 @@ def _bench_table(
             )
         out.append("".join(row) + "</tr>")
     return [*out, "</tbody></table>"]
-
-
-def chart(title: str, points: Sequence[tuple[str, dict[str, Any] | None, Any]]) -> str:
-    """A hand-written SVG line chart: one x position per release, the median as a point, the
-    interquartile range (q1..q3 when given, else median ± iqr/2) as a whisker."""
-    vals: list[tuple[float, float, float] | None] = []
-    for _, st, _ in points:
-        if st is None:
-            vals.append(None)
-            continue
-        med = float(st["median"])
-        lo, hi = _spread(st, med)
-        vals.append((med, lo, hi))
-    top = max((v[2] for v in vals if v), default=1.0) or 1.0
-    step = _nice_step(top / 4)
-    ymax = step * math.ceil(top * 1.08 / step)
-    w, h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
-    n = len(points)
-
-    def x(i: int) -> float:
-        return PAD_L + (w * (i + 0.5) / n)
-
-    def y(v: float) -> float:
-        return PAD_T + h - h * max(v, 0.0) / ymax
-
-    out = [
-        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{CHART_W}" '
-        f'height="{CHART_H}" viewBox="0 0 {CHART_W} {CHART_H}" role="img" '
-        f'aria-label="{e(title)}: tokens per second by release">',
-        f'<text x="{PAD_L}" y="14">{e(title)} · t/s</text>',
-    ]
-    tick = 0.0
-    while tick <= ymax + step / 2:
-        ty = y(tick)
-        out.append(
-            f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + w}" y1="{ty:.1f}" y2="{ty:.1f}"/>'
-            f'<text x="{PAD_L - 6}" y="{ty + 4:.1f}" text-anchor="end">'
-            f"{e(rp.fmt_rate(tick))}</text>"
-        )
-        tick += step
-    out.append(
-        f'<line class="axis" x1="{PAD_L}" x2="{PAD_L}" y1="{PAD_T}" y2="{PAD_T + h}"/>'
-        f'<line class="axis" x1="{PAD_L}" x2="{PAD_L + w}" y1="{PAD_T + h}" y2="{PAD_T + h}"/>'
-    )
-    line = " ".join(f"{x(i):.1f},{y(v[0]):.1f}" for i, v in enumerate(vals) if v)
-    if line.count(",") > 1:
-        out.append(f'<polyline class="series" points="{line}"/>')
-    for i, ((label, st, verdict), v) in enumerate(zip(points, vals, strict=True)):
-        lx, ly = x(i), PAD_T + h + 12
-        out.append(
-            f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="end" '
-            f'transform="rotate(-35 {lx:.1f} {ly:.1f})">{e(label)}</text>'
-        )
-        if v is None or st is None:
-            continue
-        med, lo, hi = v
-        cls = f"point {verdict}" if verdict in ("slower", "faster") else "point"
-        tip = (
-            f"{label}: {rp.fmt_rate(med)} t/s (IQR {rp.fmt_rate(st.get('iqr'))}, "
-            f"{st.get('rounds', '?')} rounds)"
-        )
-        out.append(
-            f'<line class="whisker" x1="{lx:.1f}" x2="{lx:.1f}" y1="{y(lo):.1f}" y2="{y(hi):.1f}"/>'
-            f'<line class="whisker" x1="{lx - 4:.1f}" x2="{lx + 4:.1f}" y1="{y(lo):.1f}" '
-            f'y2="{y(lo):.1f}"/><line class="whisker" x1="{lx - 4:.1f}" x2="{lx + 4:.1f}" '
-            f'y1="{y(hi):.1f}" y2="{y(hi):.1f}"/>'
-            f'<circle class="{cls}" cx="{lx:.1f}" cy="{y(med):.1f}" r="4">'
-            f"<title>{e(tip)}</title></circle>"
-        )
-    return "".join(out) + "</svg>"
-
-
-def _spread(st: dict[str, Any], med: float) -> tuple[float, float]:
-    q1, q3 = rp.as_number(st.get("q1")), rp.as_number(st.get("q3"))
-    if q1 is not None and q3 is not None:
-        return q1, q3
-    iqr = rp.as_number(st.get("iqr")) or 0.0
-    return med - iqr / 2, med + iqr / 2
-
-
-def _nice_step(raw: float) -> float:
-    if raw <= 0:
-        return 1.0
-    mag = 10 ** math.floor(math.log10(raw))
-    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
 # --- comparison, API, cells ---------------------------------------------------------------------
@@ -318,11 +225,11 @@ def _comparison(report: dict[str, Any]) -> list[str]:
         return []
     rows = [
         f'<tr class="v-{e(str(x.get("verdict", "")).replace(" ", "-"))}">'
-        f"<td>{e(x.get('release', ''))}</td><td>{e(x.get('previous', ''))}</td>"
-        f"<td>{e(x.get('cell', ''))}</td><td>{e(x.get('test', ''))}</td>"
-        f"<td>{e(rp.percent(x.get('change')))}</td>"
-        f"<td>{e(rp.percent(x.get('noise'), sign=False))}</td>"
-        f"<td>{rp.PERF_GLYPH.get(str(x.get('verdict')), '')} {e(x.get('verdict', ''))}</td></tr>"
+        f"<td>{e(x.get('release', ''))}</td><td>{e(rp.vs_text(x))}</td>"
+        f"<td>{e(x.get('cell', ''))}</td><td>{e(rp.test_text(x))}</td>"
+        f"<td>{e(percent(x.get('change')))}</td>"
+        f"<td>{e(percent(x.get('noise'), sign=False))}</td>"
+        f"<td>{rp.PERF_GLYPH.get(str(x.get('verdict')), '')} {e(rp.verdict_text(x))}</td></tr>"
         for x in entries
     ]
     return [
@@ -372,6 +279,30 @@ def _api(report: dict[str, Any]) -> list[str]:
                 f"{c.get('name')} {c.get('old')} → {c.get('new')}" for c in en.get("changed") or []
             ]
             out.append(f"<p>enum <code>{e(en.get('name'))}</code>: {e(', '.join(bits))}</p>")
+        out.append("</details>")
+    return [*out, "</section>"]
+
+
+def _binding(report: dict[str, Any]) -> list[str]:
+    """matrix.yaml's `binding:`: its declarations against each release (harness.binding)."""
+    b = report.get("binding")
+    if not b:
+        return []
+    out = [
+        '<section id="binding"><h2>Your binding</h2>',
+        f"<p><strong>{e(b.get('name'))}</strong> (<code>{e(b.get('source'))}</code>)</p>",
+    ]
+    for r in b.get("releases") or []:
+        ok = r.get("verdict") == "compatible"
+        breaks = r.get("breaks") or []
+        out.append(
+            f"<details{'' if ok else ' open'}><summary>{rp.GLYPH['pass' if ok else 'fail']} "
+            f"<strong>{e(r.get('release'))}</strong>: {e(r.get('verdict'))} "
+            f"({e(r.get('functions_checked'))} functions, {e(r.get('structs_checked'))} structs "
+            f"checked{f', {len(breaks)} breaks' if breaks else ''})</summary>"
+        )
+        if breaks:
+            out += ["<ul>", *(f"<li><code>{e(x)}</code></li>" for x in breaks), "</ul>"]
         out.append("</details>")
     return [*out, "</section>"]
 

@@ -13,25 +13,19 @@ skipped, time, timestamp) / testcase(name, classname, time).
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from harness.report import model as rp
+from harness.report.text import as_number
+from harness.report.text import xml_text as _text
 
 RUN = "run"  # the testcase that stands for the cell itself
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _text(s: Any) -> str:
-    """Text XML 1.0 can carry: forbidden characters (NUL, C0 controls) become U+FFFD."""
-    return _XML_BAD.sub("\ufffd", str(s))
 
 
 def _seconds(v: Any) -> float:
-    n = rp.as_number(v)
+    n = as_number(v)
     return n if n is not None and n >= 0 else 0.0
 
 
@@ -128,9 +122,3 @@ def _cases(suite: ET.Element, cells: Sequence[dict[str, Any]]) -> list[str]:
             spent = sum(_seconds(v.get("seconds")) for v in (c.get("checks") or {}).values())
             kinds.append(_case(suite, classname, RUN, max(wall - spent, 0.0), run))
     return kinds
-
-
-def write(report: dict[str, Any], path: Path) -> None:
-    from harness.cache.atomic import write_text
-
-    write_text(path, render(report))

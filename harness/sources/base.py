@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
+from harness.cache.want import Fetcher, Want
 from harness.sources.assets import AssetMatch, classify_asset
 
-# Called with an open, empty binary file and a hash algorithm; writes the asset's bytes into it
-# and returns (bytes written, `algo:hex` of those bytes).
-Fetcher = Callable[[BinaryIO, str], tuple[int, str]]
+__all__ = ["Asset", "Fetcher", "Progress", "Release", "Source", "Want"]
+
 Progress = Callable[[int], None]
 
 
@@ -65,18 +66,6 @@ class Release:
         }
 
 
-@dataclass(frozen=True)
-class Want:
-    """An asset to provision: what the source says about it."""
-
-    build: str
-    name: str
-    size: int | None
-    digest: str | None
-    url: str
-    source: str
-
-
 class Source(Protocol):
     """A release source: GitHub's REST API, a mirror, npm packages."""
 
@@ -94,4 +83,9 @@ class Source(Protocol):
 
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         """How to get the bytes of `want` into a file."""
+        ...
+
+    def source_archive(self, release: Release, target: Path) -> Path:
+        """Download the release's source tree (a `.tar.gz` that holds its headers) to `target`;
+        `SourceError` where this source has none (npm carries a git bundle instead)."""
         ...

@@ -7,20 +7,26 @@ carries it at all, because release assets redirect to another host.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from harness import __version__
+from harness.errors import SourceError
+from harness.sources.limits import origin  # with the limits, apart: the warm path reads them
 
 USER_AGENT = f"llama-harness/{__version__}"
 TIMEOUT = (10, 60)  # connect, read (per chunk) seconds
-
-
 MAX_RETRY_AFTER_S = 30.0
 
 
@@ -55,11 +61,6 @@ def retry_policy(total: int = 4, backoff: float = 0.25) -> Retry:
     )
 
 
-def origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
 def token_from_env() -> str | None:
     return os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or None
 
@@ -83,7 +84,7 @@ class _TokenOnlyFor(requests.auth.AuthBase):
 class _Session(requests.Session):
     def __init__(self, pool: int) -> None:
         super().__init__()
-        adapter = HTTPAdapter(max_retries=retry_policy(), pool_maxsize=max(pool, 10))
+        adapter = _Adapter(max_retries=retry_policy(), pool_maxsize=max(pool, 10))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self.headers["User-Agent"] = USER_AGENT
@@ -106,6 +107,126 @@ def api_session(api_url: str, token: str | None, pool: int = 10) -> requests.Ses
     if token:
         s.auth = _TokenOnlyFor(token, api_url)
     return s
+
+
+class _Watch:
+    """What one request has used so far, and whether its deadline has passed."""
+
+    def __init__(self) -> None:
+        self.expired = threading.Event()
+        self.parts: list[Any] = []  # connections and responses
+        self.lock = threading.Lock()
+
+    def add(self, part: Any) -> None:
+        with self.lock:
+            self.parts.append(part)
+            if self.expired.is_set():  # a retry after the deadline: cut it at once
+                _cut(part)
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired.set()
+            for part in self.parts:
+                _cut(part)
+
+
+def _cut(part: Any) -> None:
+    """Wake whatever read waits on a connection or a response (close() alone does not, on
+    Linux). A response that will close its connection has taken the socket from it."""
+    with contextlib.suppress(Exception):
+        if isinstance(part, BaseHTTPResponse):
+            part.shutdown()
+        elif part.sock is not None:
+            part.sock.shutdown(socket.SHUT_RDWR)
+
+
+_watching = threading.local()
+
+
+class _WatchedMixin:
+    """Hands each connection, then its response, to the `deadline()` running in this thread."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        if (watch := getattr(_watching, "watch", None)) is not None:
+            watch.add(conn)
+        return conn
+
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        resp = super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+        if (watch := getattr(_watching, "watch", None)) is not None:
+            watch.add(resp)
+        return resp
+
+
+class _WatchedHTTPPool(_WatchedMixin, HTTPConnectionPool):
+    pass
+
+
+class _WatchedHTTPSPool(_WatchedMixin, HTTPSConnectionPool):
+    pass
+
+
+_WATCHED = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """Connections a `deadline()` can cut, whatever phase the request is in (connect, headers,
+    body, retries)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are their own classes
+            manager.pool_classes_by_scheme = _WATCHED
+        return manager
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """A total deadline over everything inside: connecting, the headers, every retry, the body.
+    When it passes, the connections in use are shut down and SourceError says so."""
+    watch = _Watch()
+    previous = getattr(_watching, "watch", None)
+    _watching.watch = watch
+    timer = threading.Timer(seconds, watch.expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except (requests.RequestException, Urllib3Error, OSError, SourceError) as err:
+        if watch.expired.is_set():
+            raise SourceError(f"{what}: no complete answer within {seconds:g} s") from err
+        raise
+    finally:
+        timer.cancel()
+        _watching.watch = previous
+    if watch.expired.is_set():
+        raise SourceError(f"{what}: no complete answer within {seconds:g} s")
+
+
+def read_capped(resp: requests.Response, what: str, limit: int) -> bytes:
+    """The body of a `stream=True` response, refused past `limit` bytes (run it inside a
+    `deadline()`: a body may also trickle)."""
+    declared = resp.headers.get("Content-Length", "")
+    try:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise SourceError(f"{what}: the answer is {int(declared):,} bytes (limit {limit:,})")
+        chunks: list[bytes] = []
+        got = 0
+        for chunk in resp.iter_content(64 << 10):
+            got += len(chunk)
+            if got > limit:
+                raise SourceError(f"{what}: the answer is larger than {limit:,} bytes; refused")
+            chunks.append(chunk)
+    except (requests.RequestException, Urllib3Error) as err:
+        raise SourceError(f"{what}: the connection broke ({type(err).__name__})") from err
+    finally:
+        resp.close()
+    return b"".join(chunks)
 
 
 class _NoAuth(requests.auth.AuthBase):

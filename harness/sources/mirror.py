@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -69,6 +69,9 @@ class MirrorSource(GitHubSource):
             raise SourceError(f"mirror {self.base}: releases.json is not a list of releases")
         return [r for r in body if not r.get("draft")]
 
+    def prefetch(self, tags: Sequence[str], show: Callable[[str], None] | None = None) -> None:
+        """Nothing to do: releases.json lists every release in one answer."""
+
     def list_releases(self, limit: int | None = None) -> list[Release]:
         items = self._all()
         return [self._release(i) for i in items[: limit if limit else None]]
@@ -90,6 +93,9 @@ class MirrorSource(GitHubSource):
         if self.folder is not None:
             return str(self.folder / tag / name)
         return f"{self.base}/{quote(tag)}/{quote(name)}"
+
+    def _source_archive_url(self, release: Release) -> str | None:
+        return self._asset_url(release.build or release.tag, {"name": "source.tar.gz"})
 
     def _read_small(self, url: str, what: str) -> str:
         if self.folder is None:

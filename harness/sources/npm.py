@@ -333,7 +333,8 @@ class NpmSource:
         if want.digest:
             return want
         first = want.url.removeprefix("npm:")
-        for spec in [first, *self._alternates.get(first, [])]:
+        tried = [first, *self._alternates.get(first, [])]
+        for spec in tried:
             try:
                 digest = self._integrity(spec)
             except AssetNotFound:
@@ -347,7 +348,11 @@ class NpmSource:
                 f"npm:{spec}",
                 want.source,
             )
-        raise AssetNotFound(f"npm has no package {first} ({MAIN} lists it; it was never published)")
+        package, versions = first.rpartition("@")[0], [s.rpartition("@")[2] for s in tried]
+        raise AssetNotFound(
+            f"{MAIN} lists {package} for {want.build}, but npm never published it "
+            f"(tried {', '.join(versions)})"
+        )
 
     def _integrity(self, spec: str, save: bool = True) -> str:
         index = self._load()
@@ -367,6 +372,10 @@ class NpmSource:
             if save:
                 self._save()
         return str(index["integrity"][spec])
+
+    def source_archive(self, release: Release, target: Path) -> Path:
+        """npm packages carry a git bundle of the release instead (`abi.release` reads it)."""
+        raise SourceError(f"npm has no source archive for {release.build or release.tag}")
 
     def fetcher(self, want: Want, progress: Progress) -> Fetcher:
         """Straight from the registry into our cache, hashed as it streams (no `npm pack`, so

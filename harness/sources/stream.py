@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,8 @@ from typing import BinaryIO
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from harness.errors import AssetNotFound, IntegrityError, SourceError
+from harness.errors import AssetNotFound, HarnessError, IntegrityError, SourceError
+from harness.sources import http, limits
 from harness.sources.base import Fetcher, Want
 from harness.sources.cancel import CANCEL, Cancel
 
@@ -123,11 +125,15 @@ def _download(
 ) -> int:
     written = 0
     cancel = CANCEL.get() or Cancel()
+    ceiling = expected_size or limits.asset_ceiling()
+    started = time.monotonic()
     for attempt in range(RESUMES + 1):
         cancel.check()
         headers = {"Range": f"bytes={written}-"} if written else {}
         try:
-            with session.get(url, headers=headers, stream=True) as resp, cancel.watching(resp):
+            with http.deadline(limits.LIMITS.api_deadline_s, f"{name}: the server's answer"):
+                resp = session.get(url, headers=headers, stream=True)  # headers, not the body
+            with resp, cancel.watching(resp):
                 if resp.status_code == 404:
                     raise AssetNotFound(f"{name}: not found at the source (HTTP 404)")
                 if resp.status_code == 416 and written and written == expected_size:
@@ -145,14 +151,13 @@ def _download(
                 # follow the network, not the chunk size.
                 while chunk := resp.raw.read1(CHUNK, decode_content=False):
                     cancel.check()
-                    if expected_size and written + len(chunk) > expected_size:
-                        raise IntegrityError(
-                            f"{name}: the server sent more than the published {expected_size} bytes"
-                        )
+                    if written + len(chunk) > ceiling:
+                        raise _too_big(name, expected_size, ceiling)
                     sink.put(chunk)
                     written += len(chunk)
                     if progress:
                         progress(len(chunk))
+                    _check_rate(name, written, started)
         except (
             requests.ConnectionError,
             requests.exceptions.ChunkedEncodingError,
@@ -176,3 +181,26 @@ def _download(
             continue
         return written
     raise SourceError(f"{name}: download failed")  # pragma: no cover - the loop returns/raises
+
+
+def _too_big(name: str, expected_size: int | None, ceiling: int) -> HarnessError:
+    if expected_size:
+        return IntegrityError(
+            f"{name}: the server sent more than the published {expected_size} bytes"
+        )
+    return SourceError(
+        f"{name}: no size published and the server sent more than {ceiling:,} bytes; refused "
+        f"(raise the ceiling with {limits.ENV_MAX_ASSET})"
+    )
+
+
+def _check_rate(name: str, written: int, started: float) -> None:
+    """A total deadline that scales with the size: a body that trickles in is cut once its
+    average rate stays under LIMITS.min_rate_bps past LIMITS.min_rate_after_s."""
+    floor = limits.LIMITS
+    elapsed = time.monotonic() - started
+    if elapsed > floor.min_rate_after_s and written < floor.min_rate_bps * elapsed:
+        raise SourceError(
+            f"{name}: stalled ({written:,} bytes in {elapsed:.0f} s, under "
+            f"{floor.min_rate_bps // 1024} KiB/s)"
+        )

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.abi.model import Api
+from harness.static import names
 from harness.static.allow import classify
 from harness.static.binary import Binary, binary_format, cell_arch, parse
+from harness.static.names import find_libdir
 
 __all__ = ["CHECKS", "StaticResult", "check_tree", "find_libdir"]
 
@@ -34,10 +36,8 @@ CHECKS = (
     "macos_min",
     "cpu_variants",
 )
-_EXT = {"linux": "so", "android": "so", "macos": "dylib", "windows": "dll"}
 _FORMAT = {"linux": "ELF", "android": "ELF", "macos": "MachO", "windows": "PE"}
 _ROLES = ("llama", "ggml", "ggml-base")
-_CPU = re.compile(r"(?:lib)?ggml-cpu(?:-(?P<v>.+?))?\.(?:so|dylib|dll)", re.IGNORECASE)
 _VERSION = re.compile(r"(GLIBC|GLIBCXX)_(\d+(?:\.\d+)*)")
 
 
@@ -61,25 +61,10 @@ class StaticResult:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def _role_pattern(stem: str, ext: str) -> re.Pattern[str]:
-    # libllama.so, libllama.so.0.0.N, libllama.b10361.so, libllama.metal.b10361.dylib,
-    # llama.dll, llama.b10361.dll; never libllama-common or libggml-cpu.
-    return re.compile(rf"(?:lib)?{stem}(?:\.[^-][^/]*?)?\.{ext}(?:\.\d+)*", re.IGNORECASE)
-
-
-def find_libdir(tree: Path, os: str) -> Path | None:
-    """The shallowest folder holding libllama in `os`'s naming (`harness.load.loader.find_libdir`
-    does the same for the host only): build/bin/, llama-<tag>/, bins/<platform>/, or the flat
-    root."""
-    pattern = _role_pattern("llama", _EXT.get(os, "so"))
-    hits = {p.parent for p in tree.rglob("*") if pattern.fullmatch(p.name)}
-    return min(hits, key=lambda p: (len(p.parts), str(p))) if hits else None
-
-
-def _short(names: Iterable[str], limit: int = 8) -> str:
-    names = list(names)
-    more = f", … ({len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+def _short(items: Iterable[str], limit: int = 8) -> str:
+    items = list(items)
+    more = f", … ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -173,7 +158,7 @@ def _roles(walk: _Tree, libdir: Path | None, os: str) -> tuple[dict[str, Path], 
     entries = sorted(libdir.iterdir())
     roles: dict[str, Path] = {}
     for role in _ROLES:
-        pattern = _role_pattern(role, _EXT.get(os, "so"))
+        pattern = names.role_pattern(role, os)
         for p in entries:
             real = walk.inside(p)
             if pattern.fullmatch(p.name) and real is not None and real.is_file():
@@ -195,12 +180,12 @@ def _libraries_present(
     binaries: dict[Path, Binary],
     os: str,
 ) -> None:
-    ext = _EXT.get(os, "so")
+    ext = names.EXT.get(os, "so")
     if libdir is None:
         res.set("libraries_present", "fail", f"no libllama*.{ext} / llama*.{ext} in the tree")
         return
     # libggml-base exists from b4435 on; before that nothing links it and it is not required.
-    base = _role_pattern("ggml-base", ext)
+    base = names.role_pattern("ggml-base", os)
     users = sorted(
         b.path.name
         for b in binaries.values()
@@ -382,8 +367,8 @@ def _macos_min(res: StaticResult, binaries: dict[Path, Binary], os: str) -> None
 
 
 def _cpu_variants(res: StaticResult, libdir: Path | None) -> None:
-    names = sorted(p.name for p in libdir.iterdir()) if libdir else []
-    variants = [m["v"] or "generic" for n in names if (m := _CPU.fullmatch(n))]
+    files = sorted(p.name for p in libdir.iterdir()) if libdir else []
+    variants = [v for n in files if (v := names.cpu_variant_of(n))]
     res.facts["cpu_variants"] = variants
     if variants:
         res.set("cpu_variants", "pass", f"{len(variants)}: {', '.join(variants)}")

@@ -270,11 +270,17 @@ NAMES = [name for name, _ in CHECKS]
 
 
 Progress = Callable[[str, dict[str, Any]], None]
+Started = Callable[[str], None]
 
 
 def run(
-    loaded: Loaded, spec: dict[str, Any], progress: Progress | None = None
+    loaded: Loaded,
+    spec: dict[str, Any],
+    progress: Progress | None = None,
+    started: Started | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every check in order (or those `spec["checks"]` names); `started(name)` before each one
+    and `progress(name, result)` after it let a crash be attributed to the check it died in."""
     llama = Llama(loaded, int(spec.get("threads", 1)), int(spec.get("gpu_layers", 0)))
     state = State(llama, spec)
     results: dict[str, dict[str, Any]] = {}
@@ -282,6 +288,8 @@ def run(
     for name, check in CHECKS:
         if name not in only:
             continue
+        if started:
+            started(name)
         t0 = time.perf_counter()
         try:
             status, message = "pass", check(state)

@@ -21,17 +21,17 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.abi import Api
+from harness.cache import atomic
+from harness.load.child import signal_name
 from harness.load.loader import library_paths
-from harness.report.compare import stats
+from harness.suites.throughput_stats import summary as stats
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ class Driver:
     path: Path | None
     reason: str = ""
     flags: list[str] = field(default_factory=list)
-
-
-def signal_name(returncode: int) -> str:
-    """SIGSEGV for a child killed by signal 11 (subprocess's returncode -11)."""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
 
 
 def find_compiler() -> str | None:
@@ -144,21 +136,22 @@ def build_driver(cache_root: Path, include: Path, api: Api, build: str = "releas
     target = folder / "llama-harness-driver"
     if target.is_file():
         return Driver(target, flags=flags)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".driver.{os.getpid()}.{uuid.uuid4().hex[:8]}.incomplete"
     cmd = [*cc.split(), "-O2", "-std=gnu11", "-w", f"-I{include}", *flags, str(SOURCE)]
-    cmd += ["-o", str(tmp), "-ldl"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.splitlines() if "error" in ln][:3]
-            said = " | ".join(lines or [proc.stderr[-300:]])
-            return Driver(None, f"{Path(cc.split()[0]).name} failed: {said}", flags)
-        os.replace(tmp, target)
+        with atomic.replacing(target) as tmp:
+            subprocess.run(
+                [*cmd, "-o", str(tmp), "-ldl"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+    except subprocess.CalledProcessError as err:
+        lines = [ln for ln in err.stderr.splitlines() if "error" in ln][:3]
+        said = " | ".join(lines or [err.stderr[-300:]])
+        return Driver(None, f"{Path(cc.split()[0]).name} failed: {said}", flags)
     except (OSError, subprocess.TimeoutExpired) as err:
         return Driver(None, f"cannot compile the driver: {err}", flags)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("built the native driver for %s: %s", build, target)
     return Driver(target, flags=flags)
 

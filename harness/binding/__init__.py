@@ -1,0 +1,1 @@
+"""Binding check: what a binding declares, read from its source, against a release's ABI."""

@@ -1,0 +1,3 @@
+package bad
+
+var llamaDecode func(ctx uintptr int32

@@ -1,0 +1,4 @@
+import ctypes
+
+class llama_batch(ctypes.Structure:
+    _fields_ = []

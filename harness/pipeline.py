@@ -315,7 +315,7 @@ def conformance(run: Run) -> None:
             timeout=opts.timeout,
             quiet=opts.quiet,
             # the per-cell count replaces pytest's own lines ("bringing up nodes...")
-            log=opts.out / "work" / "pytest.log" if run.dl.progress.mode != "off" else None,
+            log=opts.out / "work" / "pytest.output.log" if run.dl.progress.mode != "off" else None,
         )
     if trouble:
         log.warning("the conformance tests did not finish: %s", trouble)

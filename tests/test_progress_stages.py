@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.progress import Reporter, mode_for, size_text
 
 
@@ -83,3 +85,16 @@ def test_modes() -> None:
     assert mode_for(False, stream=pipe) == "lines"
     assert mode_for(False, quiet=True, stream=tty) == "off"
     assert size_text(None) == "? bytes" and size_text(10_164_694) == "10.2 MB"
+
+
+def test_pytests_own_output_goes_to_its_log_beside_the_count(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With progress on, the conformance child's "bringing up nodes..." and dots go to a file in
+    the work folder, not between the per-cell lines (and not over the child protocol's log)."""
+    from harness.suites.plugin import run_tests
+
+    log = tmp_path / "work" / "pytest.output.log"
+    run_tests({}, tmp_path, workers=2, timeout=60, quiet=False, log=log)
+    assert "bringing up nodes" in log.read_text()
+    assert "bringing up nodes" not in capfd.readouterr().err

@@ -168,6 +168,7 @@ def run_tests(
     """Run one test per cell in a pytest child (over `workers` xdist workers when above 1).
     Its own output goes to stderr, or to the file `log` (when progress counts the cells instead:
     "bringing up nodes..." and pytest's dots are no use beside it), or nowhere when `quiet`.
+    (`log` must not be `<work>/pytest.log`: that is the child protocol's own log.)
 
     Returns ({cell id: what its test judged: {"outcome", "message", "reports"}}, why pytest
     itself did not finish cleanly, or None). A cell missing from the first has no verdict.

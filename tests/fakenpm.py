@@ -60,6 +60,7 @@ class FakeNpm:
     def __init__(self, token: str | None = None, rate_bps: int = 0) -> None:
         self.token = token
         self.rate_bps = rate_bps
+        self.pad = 0  # a hostile switch: bytes of filler in every package document
         self.releases: dict[str, str] = {}  # version → llama.cpp release
         self.packages: dict[tuple[str, str], Package] = {}
         self.hits: Counter[str] = Counter()
@@ -141,6 +142,8 @@ def _handler(npm: FakeNpm) -> type[BaseHTTPRequestHandler]:
             if doc is None:
                 self._send(404, b'{"error":"Not found"}')
             else:
+                if npm.pad:
+                    doc = {**doc, "readme": "x" * npm.pad}
                 self._send(200, json.dumps(doc).encode())
 
         def _send(self, status: int, body: bytes) -> None:

@@ -112,3 +112,17 @@ def test_pack_is_verified_and_skips_npms_cache(npm: FakeNpm, tmp_path: Path) -> 
     with pytest.raises(DigestMismatch):
         src.pack("@node-llama-cpp/win-x64@3.1.0", tmp_path)
     assert not list(tmp_path.glob("*3.1.0.tgz"))
+
+
+def test_an_oversized_package_document_is_refused(
+    npm: FakeNpm, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """The registry is as untrusted as GitHub: its answers are capped like the API's (exit 3, one
+    line), not read whole into memory."""
+    from harness.sources import limits
+
+    monkeypatch.setattr(limits, "LIMITS", limits.Limits(api_bytes=1 << 20))
+    npm.pad = 3 << 20
+    code, _, err = _run(capsys, tmp_path / "c", "assets", "b5000")
+    assert code == 3
+    assert "larger than" in one_error_line(err) or "limit" in one_error_line(err)

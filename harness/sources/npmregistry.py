@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from harness.errors import AssetNotFound, SourceError
+from harness.sources import answers, limits
 
 if TYPE_CHECKING:
     import requests
@@ -195,21 +196,27 @@ class Registry:
                 return self._docs[name]
         import requests
 
+        from harness.sources import http  # lazy: a warm run makes no request
+
         session = self.session()
         assert self._config is not None
         url = self._config.registry(name) + quote(name, safe="@")
-        try:
-            resp = session.get(url, headers={"Accept": PACKUMENT})
+        what = f"npm registry ({name})"
+        try:  # a capped body within a total deadline: the registry is untrusted too
+            with http.deadline(limits.LIMITS.api_deadline_s, what):
+                resp = session.get(url, headers={"Accept": PACKUMENT}, stream=True)
+                if resp.status_code == 404:
+                    resp.close()
+                    raise AssetNotFound(f"npm has no package {name}")
+                if resp.status_code >= 400:
+                    resp.close()
+                    raise SourceError(f"npm registry answered HTTP {resp.status_code} for {name}")
+                body = http.read_capped(resp, what, limits.LIMITS.api_bytes)
         except requests.RequestException as err:
             raise SourceError(f"npm registry unreachable ({name}): {type(err).__name__}") from err
-        if resp.status_code == 404:
-            raise AssetNotFound(f"npm has no package {name}")
-        if resp.status_code >= 400:
-            raise SourceError(f"npm registry answered HTTP {resp.status_code} for {name}")
-        try:
-            doc = resp.json()
-        except ValueError as err:
-            raise SourceError(f"npm registry sent no JSON for {name}") from err
+        doc = answers.json_or_invalid(body)
+        if doc is answers.INVALID:
+            raise SourceError(f"npm registry sent no JSON for {name}")
         if not isinstance(doc, dict) or not isinstance(doc.get("versions"), dict):
             raise SourceError(f"npm registry sent an unexpected document for {name}")
         with self._lock:
@@ -240,9 +247,14 @@ class Registry:
         that far: the connection is dropped as soon as it is found."""
         import requests
 
+        from harness.sources import http  # lazy: a warm run makes no request
+
         url = self.dist(spec)["tarball"]
-        try:
-            with self.session().get(url, stream=True) as resp:
+        try:  # within a total deadline: a tarball that never ends never holds us
+            with (
+                http.deadline(limits.LIMITS.api_deadline_s, f"npm registry ({spec})"),
+                self.session().get(url, stream=True) as resp,
+            ):
                 if resp.status_code >= 400:
                     raise SourceError(f"npm registry answered HTTP {resp.status_code} for {spec}")
                 resp.raw.decode_content = False

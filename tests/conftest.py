@@ -150,6 +150,20 @@ def spawn(args: list[str], env: dict[str, str] | None = None, **kw) -> subproces
     )
 
 
+def run_harness(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """`spawn` run to the end: the real console entry point, its output captured."""
+    proc = spawn(list(args), env=env, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 # `llama-harness: download 3/15 …`: the progress lines a log (no terminal) gets; not errors
 PROGRESS_LINE = re.compile(r"^llama-harness: [a-z-]+ [0-9]+/([0-9]+|\?)( |$)")
 

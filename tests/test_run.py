@@ -19,7 +19,7 @@ import pytest
 from harness.load.loader import find_libdir
 from harness.suites.child import run_cell
 from harness.suites.conformance import NAMES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_harness
 from tests.fakegithub import FakeGitHub
 from tests.realbuilds import CACHE, ERAS, era_archive, provision, source_tarball
 
@@ -48,16 +48,7 @@ def harness_run(args: list[str], cwd: Path) -> tuple[int, dict[str, Any], str]:
     if "run" in args and "--suite" not in args:
         i = args.index("run") + 1
         args = [*args[:i], "--suite", "conformance", *args[i:]]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = run_harness(*args, cwd=cwd)
     out = Path(args[args.index("--out") + 1])
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
     return proc.returncode, report, proc.stderr

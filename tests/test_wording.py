@@ -20,7 +20,7 @@ from harness.errors import AssetNotFound
 from harness.report import model
 from harness.report.markdown import markdown, tokens
 from harness.sources.npm import SCOPE, NpmSource
-from tests.conftest import NEW, OLD, ROOT
+from tests.conftest import NEW, OLD, ROOT, run_harness
 from tests.fakegithub import FakeGitHub
 from tests.fakenpm import FakeNpm
 from tests.realbuilds import era_archive, provision, source_tarball
@@ -129,17 +129,7 @@ def test_greedy_tokens_are_whole_or_counted() -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_harness(*args, cwd=cwd, env={"GITHUB_STEP_SUMMARY": ""})
 
 
 @pytest.mark.parametrize(
